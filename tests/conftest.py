@@ -1,0 +1,122 @@
+"""Fixtures shared across the suite: small audio files and an IEMOCAP-shaped tree."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone(seconds: float, rate_hz: int = 16_000, freq_hz: float = 440.0) -> np.ndarray:
+    """float32 [samples]: a sine at half scale."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    return (0.5 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def write_tone(path: Path, seconds: float = 0.5, rate_hz: int = 16_000, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(seconds, rate_hz), rate_hz, **kw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def require_espeak() -> None:
+    """Skip without espeak-ng on a laptop; fail under CI, which must have installed it."""
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI"):
+            pytest.fail("espeak-ng is missing under CI: .ci/run must install it")
+        pytest.skip("espeak-ng is not installed")
+
+
+# --- an IEMOCAP-shaped tree, with every trap the real corpus sets ---------------------------
+
+EMO_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def _summary(start: float, utt: str, code: str) -> str:
+    return f"[{start:.4f} - {start + 1.5:.4f}]\t{utt}\t{code}\t[2.5000, 2.5000, 2.5000]\n"
+
+
+def _annotators(category: str) -> str:
+    return f"C-E2:\t{category};\t()\nC-E3:\t{category};\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
+
+
+# (utt_id, code, wav exists, transcript text or None)
+IEMOCAP_TURNS = {
+    "Session1": {
+        "Ses01F_impro01": [
+            ("Ses01F_impro01_F000", "neu", True, "Excuse me."),
+            ("Ses01F_impro01_M000", "ang", True, "Do you have your forms?"),  # male turn
+            ("Ses01F_impro01_F001", "exc", True, "Yeah!"),  # excited -> happy
+            ("Ses01F_impro01_M001", "fru", True, "That's out of control."),  # skipped label
+            ("Ses01F_impro01_F002", "xxx", True, "Is there a problem?"),  # no agreement
+            ("Ses01F_impro01_F003", "hap", False, "I'm so glad."),  # wav missing
+            ("Ses01F_impro01_M002", "sad", True, None),  # no transcript line
+        ],
+    },
+    "Session2": {
+        "Ses02M_script01_1": [
+            ("Ses02M_script01_1_F012", "sad", True, "I miss him."),  # female in male dialog
+            ("Ses02M_script01_1_M003", "hap", True, "What a day!"),
+        ],
+    },
+}
+# label, speaker, session, text for every row the 4-class protocol keeps
+IEMOCAP_EXPECTED = {
+    "Ses01F_impro01_F000": ("neutral", "Ses01F", "Ses01", "Excuse me."),
+    "Ses01F_impro01_M000": ("angry", "Ses01M", "Ses01", "Do you have your forms?"),
+    "Ses01F_impro01_F001": ("happy", "Ses01F", "Ses01", "Yeah!"),
+    "Ses01F_impro01_M002": ("sad", "Ses01M", "Ses01", ""),
+    "Ses02M_script01_1_F012": ("sad", "Ses02F", "Ses02", "I miss him."),
+    "Ses02M_script01_1_M003": ("happy", "Ses02M", "Ses02", "What a day!"),
+}
+
+
+def write_iemocap_tree(root: Path) -> Path:
+    """Write a small IEMOCAP_full_release-shaped folder under root; returns its path."""
+    release = root / "IEMOCAP_full_release"
+    for session, dialogs in IEMOCAP_TURNS.items():
+        emo = release / session / "dialog" / "EmoEvaluation"
+        trans = release / session / "dialog" / "transcriptions"
+        for folder in (emo / "Categorical", emo / "Attribute", trans):
+            folder.mkdir(parents=True, exist_ok=True)
+        for dialog, turns in dialogs.items():
+            text = EMO_HEADER
+            lines = []
+            for i, (utt, code, has_wav, said) in enumerate(turns):
+                text += _summary(6.0 + 2 * i, utt, code) + _annotators("Neutral state")
+                if has_wav:
+                    seconds = 0.5 + 0.1 * i
+                    write_tone(
+                        release / session / "sentences" / "wav" / dialog / f"{utt}.wav", seconds
+                    )
+                if said is not None:
+                    lines.append(f"{utt} [{6.0 + 2 * i:08.4f}-{7.5 + 2 * i:08.4f}]: {said}\n")
+            lines.insert(1, "M: [BREATHING]\n")  # not an utterance line
+            lines.append(f"{dialog}_F099 [099.0000-100.0000]: Never labelled.\n")
+            (emo / f"{dialog}.txt").write_text(text)
+            (trans / f"{dialog}.txt").write_text("".join(lines))
+            # Traps: sub-folders in other formats, one line even shaped like a summary line
+            # with another label; macOS resource forks next to real files.
+            (emo / "Categorical" / f"{dialog}_e1_cat.txt").write_text(
+                f"{turns[0][0]} :Frustration; ()\n"
+            )
+            (emo / "Attribute" / f"{dialog}_e1_atr.txt").write_text(
+                _summary(1.0, turns[0][0], "sad")
+            )
+            (emo / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07Mac OS X        \x00\x02")
+            (trans / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07\xff\xfe")
+            wav_dir = release / session / "sentences" / "wav" / dialog
+            (wav_dir / f"._{turns[0][0]}.wav").write_bytes(b"\x00\x05\x16\x07")
+        # A format the recipe must not read.
+        (release / session / "sentences" / "MOCAP_rotated").mkdir(parents=True, exist_ok=True)
+    return release
+
+
+@pytest.fixture
+def iemocap_root(tmp_path: Path) -> Path:
+    return write_iemocap_tree(tmp_path)

@@ -1,0 +1,84 @@
+"""IEMOCAP -> manifest on a corpus-shaped tree holding every trap of the protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IEMOCAP_EXPECTED, IEMOCAP_TURNS
+from training.cli import main
+from training.corpus.iemocap import (
+    NotIemocapError,
+    dialog_of,
+    prepare_iemocap,
+    speaker_of,
+)
+from training.corpus.manifest import read_labels, read_manifest
+
+
+def expected_duration_s(utt_id: str) -> float:
+    for dialogs in IEMOCAP_TURNS.values():
+        for turns in dialogs.values():
+            for i, turn in enumerate(turns):
+                if turn[0] == utt_id:
+                    return 0.5 + 0.1 * i
+    raise KeyError(utt_id)
+
+
+def test_speaker_comes_from_the_last_id_part():
+    assert speaker_of("Ses01F_impro01_M000") == "Ses01M"
+    assert speaker_of("Ses05M_script02_2_F017") == "Ses05F"
+    assert dialog_of("Ses01F_script01_1_F012") == "Ses01F_script01_1"
+
+
+def test_manifest_row_by_row(iemocap_root: Path):
+    report = prepare_iemocap(iemocap_root)
+
+    rows = {r.utt_id: r for r in report.rows}
+    assert sorted(rows) == sorted(IEMOCAP_EXPECTED)
+    for utt_id, (label, speaker, session, text) in IEMOCAP_EXPECTED.items():
+        row = rows[utt_id]
+        assert (row.label, row.speaker, row.session, row.text) == (label, speaker, session, text)
+        assert Path(row.path).is_absolute() and Path(row.path).is_file()
+        assert Path(row.path).name == f"{utt_id}.wav"
+        assert row.duration_s == pytest.approx(expected_duration_s(utt_id), abs=1e-3)
+
+
+def test_what_was_skipped_is_reported(iemocap_root: Path):
+    report = prepare_iemocap(iemocap_root)
+
+    assert dict(report.skipped_labels) == {"fru": 1, "xxx": 1}
+    assert report.missing_wavs == ["Ses01F_impro01_F003"]
+    assert report.missing_transcripts == ["Ses01F_impro01_M002"]
+    # One never-labelled id per dialog; F003 is labelled (its wav is what is missing).
+    assert report.unlabelled_transcript_ids == 2
+    # Two '._' text files per dialog (EmoEvaluation, transcriptions) are met while listing.
+    assert report.ignored_resource_forks == 4
+    assert report.sessions_found == ["Session1", "Session2"]
+    summary = report.summary()
+    for needle in ("6 utterances", "fru 1", "xxx 1", "Ses01F_impro01_F003", "Ses02F 1"):
+        assert needle in summary
+
+
+def test_not_iemocap_is_one_clear_error(tmp_path: Path):
+    (tmp_path / "wav").mkdir()
+    with pytest.raises(NotIemocapError, match=r"expected Session1 … Session5.*EmoEvaluation"):
+        prepare_iemocap(tmp_path)
+
+
+def test_cli_writes_manifest_labels_folds_and_summary(iemocap_root, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    main(["prepare", "iemocap", "--root", str(iemocap_root), "--out", str(out)])
+
+    printed = capsys.readouterr().out
+    assert "per class:   angry 1, happy 2, neutral 1, sad 2" in printed
+    rows = read_manifest(out)
+    assert len(rows) == 6
+    assert read_labels(out) == ["neutral", "angry", "sad", "happy"]
+    assert (out / "folds_speaker.json").is_file() and (out / "folds_session.json").is_file()
+
+
+def test_cli_rejects_a_root_that_is_not_iemocap(tmp_path):
+    with pytest.raises(SystemExit, match="is not an IEMOCAP_full_release folder"):
+        main(["prepare", "iemocap", "--root", str(tmp_path), "--out", str(tmp_path / "o")])

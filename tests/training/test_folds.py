@@ -1,0 +1,69 @@
+"""Speaker-independent folds: every speaker tested once, validation from training speakers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.corpus.manifest import Utterance
+from training.folds import FoldError, make_folds, manifest_digest, split, write_folds
+
+
+def corpus(speakers: list[str], per_speaker: int = 3, sessions: bool = True) -> list[Utterance]:
+    return [
+        Utterance(f"{s}_{i}", f"/x/{s}_{i}.wav", "ab"[i % 2], s, s[:5] if sessions else "", "", 1.0)
+        for s in speakers
+        for i in range(per_speaker)
+    ]
+
+
+IEMOCAP_SPEAKERS = [f"Ses0{n}{g}" for n in range(1, 6) for g in "FM"]
+
+
+def test_leave_one_speaker_out_on_iemocap_speakers():
+    rows = corpus(list(reversed(IEMOCAP_SPEAKERS)))  # manifest order must not matter
+    folds = make_folds(rows, "speaker")
+
+    assert len(folds) == 10
+    assert [f.test_speakers for f in folds] == [(s,) for s in IEMOCAP_SPEAKERS]
+    assert folds[0].val_speakers == ("Ses01M",)  # the session partner of Ses01F
+    assert folds[9].val_speakers == ("Ses01F",)  # rotation wraps around
+    for fold in folds:
+        parts = split(rows, fold)
+        test, val, train = ({r.speaker for r in p} for p in (parts.test, parts.val, parts.train))
+        assert not (test & val) and not (test & train) and not (val & train)
+        assert len(parts.train) + len(parts.val) + len(parts.test) == len(rows)
+        assert set(fold.train_speakers) == train and len(train) == 8
+
+
+def test_leave_one_session_out():
+    rows = corpus(IEMOCAP_SPEAKERS)
+    folds = make_folds(rows, "session", n_val_speakers=1)
+    assert len(folds) == 5
+    assert folds[0].test_speakers == ("Ses01F", "Ses01M")
+    assert folds[0].val_speakers == ("Ses02F",)
+    assert folds[4].val_speakers == ("Ses01F",)
+    assert all(len(f.train_speakers) == 7 for f in folds)
+
+
+def test_folds_are_deterministic_and_tied_to_their_manifest(tmp_path):
+    rows = corpus(IEMOCAP_SPEAKERS)
+    assert make_folds(rows) == make_folds(list(rows))
+    path = tmp_path / "folds.json"
+    write_folds(rows, make_folds(rows), path)
+    saved = json.loads(path.read_text())
+    assert saved["manifest_sha256"] == manifest_digest(rows)
+    assert saved["folds"][0]["counts"] == {"train": 24, "val": 3, "test": 3}
+
+
+def test_session_folds_need_sessions():
+    with pytest.raises(FoldError, match="need a `session`"):
+        make_folds(corpus(IEMOCAP_SPEAKERS, sessions=False), "session")
+
+
+def test_too_few_speakers_is_an_error():
+    with pytest.raises(FoldError, match="cannot spare"):
+        make_folds(corpus(["a", "b"]), "speaker")
+    with pytest.raises(FoldError, match="at least 2"):
+        make_folds(corpus(["a"]), "speaker")

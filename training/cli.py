@@ -1,0 +1,179 @@
+"""`python -m training ...`: thin command-line front of the training stages.
+
+Each sub-command parses flags, calls one library function and prints what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .corpus.manifest import (
+    ManifestError,
+    Utterance,
+    label_counts,
+    read_manifest,
+    validate_user_csv,
+    write_manifest,
+)
+from .folds import PROTOCOLS, FoldError, make_folds, split, write_folds
+
+
+def _write_all_folds(rows: list[Utterance], out_dir: Path, n_val_speakers: int) -> None:
+    """folds_speaker.json always; folds_session.json when every row names a session."""
+    for protocol in PROTOCOLS:
+        if protocol == "session" and any(not r.session for r in rows):
+            continue
+        try:
+            folds = make_folds(rows, protocol, n_val_speakers)
+        except FoldError as err:
+            print(f"no {protocol} folds: {err}")
+            continue
+        write_folds(rows, folds, out_dir / f"folds_{protocol}.json")
+        print(
+            f"{len(folds)} leave-one-{protocol}-out folds -> {out_dir / f'folds_{protocol}.json'}"
+        )
+
+
+def _finish(rows: list[Utterance], labels: list[str], out: Path, n_val: int) -> None:
+    path = write_manifest(rows, out, labels)
+    print(f"wrote {path} ({len(rows)} rows; labels {labels})")
+    _write_all_folds(rows, out, n_val)
+
+
+def cmd_prepare_iemocap(args: argparse.Namespace) -> None:
+    from .corpus.iemocap import FOUR_CLASS_LABELS, NotIemocapError, prepare_iemocap
+
+    try:
+        report = prepare_iemocap(args.root)
+    except NotIemocapError as err:
+        sys.exit(f"error: {err}")
+    print(report.summary())
+    _finish(report.rows, list(FOUR_CLASS_LABELS), args.out, args.n_val_speakers)
+
+
+def cmd_prepare_manifest(args: argparse.Namespace) -> None:
+    try:
+        rows, labels = validate_user_csv(args.csv)
+    except (ManifestError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(f"{len(rows)} utterances, {len({r.speaker for r in rows})} speakers")
+    print("per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items()))
+    _finish(rows, labels, args.out, args.n_val_speakers)
+
+
+def cmd_prepare_synthetic(args: argparse.Namespace) -> None:
+    from .corpus.synthetic import EspeakMissingError, SyntheticConfig, build_corpus
+
+    config = SyntheticConfig(
+        seed=args.seed,
+        sessions=args.sessions,
+        utterances_per_speaker=args.utterances_per_speaker,
+        workers=args.workers,
+    )
+    try:
+        rows = build_corpus(config, args.out, progress=not args.quiet)
+    except EspeakMissingError as err:
+        sys.exit(f"error: {err}")
+    audio_s = sum(r.duration_s for r in rows)
+    modes = Counter(m["mode"] for m in _meta(args.out).values())
+    print(f"synthetic corpus: {len(rows)} utterances, {audio_s / 60:.1f} audio-minutes")
+    print("per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items()))
+    print("label carried by: " + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())))
+    _finish(rows, list(_labels()), args.out, args.n_val_speakers)
+
+
+def _meta(out: Path) -> dict[str, dict[str, str]]:
+    from .corpus.synthetic import read_meta
+
+    return read_meta(out)
+
+
+def _labels() -> tuple[str, ...]:
+    from .corpus.iemocap import FOUR_CLASS_LABELS
+
+    return FOUR_CLASS_LABELS
+
+
+def cmd_folds(args: argparse.Namespace) -> None:
+    rows = read_manifest(args.manifest)
+    try:
+        folds = make_folds(rows, args.protocol, args.n_val_speakers)
+    except FoldError as err:
+        sys.exit(f"error: {err}")
+    print(f"{'fold':>4}  {'test':<16} {'val':<16} {'train':>6} {'val':>5} {'test':>5}")
+    for fold in folds:
+        parts = split(rows, fold)
+        print(
+            f"{fold.index:>4}  {','.join(fold.test_speakers):<16} "
+            f"{','.join(fold.val_speakers):<16} {len(parts.train):>6} {len(parts.val):>5} "
+            f"{len(parts.test):>5}"
+        )
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from .features import FEATURE_VERSION, EgemapsCache, extract_all
+
+    rows = read_manifest(args.manifest)
+    cache = EgemapsCache(args.cache)
+    stats = extract_all([r.path for r in rows], cache, workers=args.workers)
+    print(f"{FEATURE_VERSION} cache: {cache.root}")
+    print(stats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare", help="turn a corpus into manifest.csv + folds")
+    corpora = prepare.add_subparsers(dest="corpus", required=True)
+
+    def add_out(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv etc.")
+        p.add_argument(
+            "--n-val-speakers",
+            type=int,
+            default=1,
+            help="training speakers held out per fold for validation (early stopping)",
+        )
+
+    p = corpora.add_parser("iemocap", help="IEMOCAP_full_release, 4-class protocol")
+    p.add_argument("--root", type=Path, required=True, help="path to IEMOCAP_full_release")
+    add_out(p)
+    p.set_defaults(func=cmd_prepare_iemocap)
+
+    p = corpora.add_parser("manifest", help="any corpus, from a CSV: path,label,speaker[,text]")
+    p.add_argument(
+        "--csv", type=Path, required=True, help="your CSV; relative paths from its folder"
+    )
+    add_out(p)
+    p.set_defaults(func=cmd_prepare_manifest)
+
+    p = corpora.add_parser("synthetic", help="speak the demo corpus with espeak-ng")
+    add_out(p)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same corpus")
+    p.add_argument("--sessions", type=int, default=5, help="2 speakers per session")
+    p.add_argument("--utterances-per-speaker", type=int, default=48, help="balanced over labels")
+    p.add_argument("--workers", type=int, default=4, help="espeak-ng processes at once")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare_synthetic)
+
+    p = commands.add_parser("folds", help="print the folds of a manifest")
+    p.add_argument("--manifest", type=Path, required=True, help="manifest folder or CSV")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="speaker")
+    p.add_argument("--n-val-speakers", type=int, default=1)
+    p.set_defaults(func=cmd_folds)
+
+    p = commands.add_parser("features", help="extract eGeMAPS LLDs into the cache; print the rate")
+    p.add_argument("--manifest", type=Path, required=True, help="manifest folder or CSV")
+    p.add_argument("--cache", type=Path, default=None, help="default: ~/.cache/emodistill/egemaps")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.set_defaults(func=cmd_features)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,1 @@
+"""Corpus preparation: every corpus becomes one manifest (see `manifest.py`)."""
