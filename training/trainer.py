@@ -1,0 +1,358 @@
+"""The distillation loop for the student (one fold): setup, train, evaluate, resume.
+
+Global batch = per-device batch × gradient accumulation × world size. Each micro-batch
+re-seeds torch and numpy from (seed, step, its index in the global batch), so dropout and
+SpecAugment draw the same numbers in a resumed run as in an uninterrupted one, and in N
+processes as in one process with N times the accumulation. Rank 0 evaluates,
+checkpoints and logs; the early-stopping decision is broadcast. Knows nothing of corpora,
+folds or teacher architectures: teachers arrive as precomputed logits and embeddings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data import BucketedBatchSampler, Clip, ClipDataset, Collator, eval_batches
+from .distill_loss import EmoDistillLoss
+from .distributed import DistContext
+from .metrics import Scores, score
+from .student import EmoDistillStudent, build_classifier, build_feature_extractor
+
+STATE_FILE = "last.pt"
+
+
+@dataclass
+class TeacherTargets:
+    """Precomputed teacher outputs, row-aligned with the training clips."""
+
+    logits: dict[str, torch.Tensor]  # teacher -> [N, C]
+    embeddings: dict[str, torch.Tensor]  # teacher -> [N, D_teacher]
+
+
+@dataclass
+class TrainResult:
+    best_val: Scores
+    best_epoch: int
+    steps: int
+    audio_s_per_s: float
+    interrupted: bool = False
+
+
+def _seed_everything(*parts: int) -> None:
+    seed = int.from_bytes(random.Random(str(parts)).randbytes(4), "little")
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # transformers draws SpecAugment masks from numpy
+
+
+class StudentTrainer:
+    def __init__(
+        self,
+        run: RunConfig,
+        labels: list[str],
+        train_clips: list[Clip],
+        val_clips: list[Clip],
+        targets: TeacherTargets,
+        out_dir: Path,
+        ctx: DistContext | None = None,
+        progress: bool = True,
+    ):
+        self.run, self.optim = run, run.optim
+        self.labels = labels
+        self.train_clips, self.val_clips = train_clips, val_clips
+        self.targets = targets
+        self.out_dir = out_dir
+        self.ctx = ctx or DistContext()
+        self.progress = progress and self.ctx.is_main
+        self.history: list[dict[str, float]] = []  # loss terms per optimizer step
+        self.state = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "step": 0,
+            "best_ua": -1.0,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "best_val": None,
+        }
+        self._setup()
+
+    # --- setup ------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        o, ctx = self.optim, self.ctx
+        per_rank = o.per_device_batch_size * ctx.world_size
+        if o.global_batch_size % per_rank:
+            raise ValueError(
+                f"global batch {o.global_batch_size} is not a multiple of per-device batch "
+                f"{o.per_device_batch_size} × {ctx.world_size} processes"
+            )
+        self.accumulation = o.global_batch_size // per_rank
+        head_dims = {t: emb.shape[1] for t, emb in self.targets.embeddings.items()}
+        if self.run.loss.beta == 0:
+            head_dims = {}  # no embedding KD: heads would receive no gradient
+        torch.manual_seed(o.seed)  # identical initial weights on every rank
+        self.feature_extractor = build_feature_extractor(self.run.student)
+        self.model = EmoDistillStudent(build_classifier(self.run.student, self.labels), head_dims)
+        self.model.to(ctx.device)
+        self.ddp: torch.nn.Module = self.model
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.loss_fn = EmoDistillLoss(self.run.loss)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 else decay).append(p)  # biases and norms: no decay
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": o.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=o.lr,
+        )
+        max_samples = int(o.max_train_audio_s * self.feature_extractor.sampling_rate)
+        self.dataset = ClipDataset(self.train_clips, max_samples=max_samples, seed=o.seed)
+        self.sampler = BucketedBatchSampler(
+            [min(c.duration_s, o.max_train_audio_s) for c in self.train_clips],
+            o.per_device_batch_size,
+            self.accumulation,
+            ctx.world_size,
+            ctx.rank,
+            o.bucket_batches,
+            o.seed,
+        )
+        self.total_steps = o.epochs * self.sampler.steps_per_epoch
+        warmup = int(o.warmup_fraction * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: self._lr_factor(step, warmup)
+        )
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if ctx.device.type == "cuda" and o.bf16
+            else contextlib.nullcontext()
+        )
+
+    def _lr_factor(self, step: int, warmup: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.total_steps - warmup)
+        if self.optim.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return max(0.0, 1.0 - progress)
+
+    # --- one step ---------------------------------------------------------------------------
+    def _loss_step(self, batch) -> dict[str, torch.Tensor]:
+        device = self.ctx.device
+        with self.autocast:
+            out = self.ddp(batch.input_values.to(device), batch.attention_mask.to(device))
+        idx = batch.indices
+        terms = self.loss_fn(
+            out.logits.float(),
+            batch.labels.to(device),
+            {t: v[idx].to(device) for t, v in self.targets.logits.items()},
+            {t: v.float() for t, v in out.projected.items()},
+            {t: v[idx].to(device) for t, v in self.targets.embeddings.items()},
+        )
+        return terms
+
+    # --- the loop ---------------------------------------------------------------------------
+    def train(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
+        """Train with early stopping; `stop_after_steps` simulates a kill (tests)."""
+        if resume:
+            self._load_state()
+        o, s, ctx = self.optim, self.state, self.ctx
+        writer = self._writer()
+        collate = Collator(self.feature_extractor, [c.label for c in self.train_clips])
+        bar = tqdm(
+            total=self.total_steps,
+            initial=s["step"],
+            desc="student",
+            unit="step",
+            disable=not self.progress,
+        )
+        audio_s, start = 0.0, time.perf_counter()
+        while s["epoch"] < o.epochs and s["bad_epochs"] < o.patience_epochs:
+            self.dataset.epoch = self.sampler.epoch = s["epoch"]
+            self.sampler.skip_steps = s["step_in_epoch"]
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=self.sampler,
+                collate_fn=collate,
+                num_workers=o.num_workers,
+            )
+            self.ddp.train()
+            logged: dict[str, float] = {}
+            for micro, batch in enumerate(loader):
+                a = micro % self.accumulation
+                last = a == self.accumulation - 1
+                _seed_everything(o.seed, s["step"], ctx.rank * self.accumulation + a)
+                sync = (
+                    contextlib.nullcontext() if last or not ctx.distributed else self.ddp.no_sync()
+                )
+                with sync:
+                    terms = self._loss_step(batch)
+                    (terms.total / self.accumulation).backward()
+                audio_s += float(batch.attention_mask.sum()) / self.feature_extractor.sampling_rate
+                for k, v in terms.as_floats().items():
+                    logged[k] = logged.get(k, 0.0) + v / self.accumulation
+                if not last:
+                    continue
+                logged = self._mean_over_ranks(logged)
+                self.history.append({"step": s["step"] + 1, **logged})
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                s["step"] += 1
+                s["step_in_epoch"] += 1
+                bar.update()
+                bar.set_postfix(loss=f"{logged['total']:.3f}")
+                if writer:
+                    for k, v in logged.items():
+                        writer.add_scalar(f"loss/{k}", v, s["step"])
+                    writer.add_scalar("lr", self.scheduler.get_last_lr()[0], s["step"])
+                logged = {}
+                if s["step"] % o.checkpoint_every_steps == 0:
+                    self._save_state()
+                if stop_after_steps is not None and s["step"] >= stop_after_steps:
+                    self._save_state()
+                    bar.close()
+                    return self._result(audio_s, start, interrupted=True)
+            self._end_epoch(writer)
+        bar.close()
+        if writer:
+            writer.close()
+        return self._result(audio_s, start)
+
+    def _mean_over_ranks(self, logged: dict[str, float]) -> dict[str, float]:
+        """Loss terms of the whole global batch, not just this rank's share."""
+        if not self.ctx.distributed:
+            return logged
+        keys = sorted(logged)
+        values = torch.tensor([logged[k] for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(values)
+        return {k: float(v) / self.ctx.world_size for k, v in zip(keys, values, strict=True)}
+
+    def _end_epoch(self, writer) -> None:
+        s = self.state
+        val = self.evaluate(self.val_clips)[0] if self.ctx.is_main else None
+        val = self.ctx.broadcast(val)
+        s["epoch"] += 1
+        s["step_in_epoch"] = 0
+        if val.ua > s["best_ua"]:
+            s.update(best_ua=val.ua, best_epoch=s["epoch"], bad_epochs=0, best_val=val.to_dict())
+            if self.ctx.is_main:
+                self.model.save(self.out_dir / "checkpoint", self.feature_extractor)
+        else:
+            s["bad_epochs"] += 1
+        if writer:
+            writer.add_scalar("val/ua", val.ua, s["epoch"])
+            writer.add_scalar("val/wa", val.wa, s["epoch"])
+        if self.ctx.is_main:
+            with (self.out_dir / "train_log.jsonl").open("a") as f:
+                f.write(
+                    json.dumps(
+                        {"epoch": s["epoch"], "step": s["step"], "val_ua": val.ua, "val_wa": val.wa}
+                    )
+                    + "\n"
+                )
+        self._save_state()
+
+    def _result(self, audio_s: float, start: float, interrupted: bool = False) -> TrainResult:
+        s = self.state
+        best = s["best_val"] or {"wa": math.nan, "ua": math.nan, "confusion": [], "labels": []}
+        elapsed = time.perf_counter() - start
+        return TrainResult(
+            Scores(**best),
+            s["best_epoch"],
+            s["step"],
+            audio_s * self.ctx.world_size / elapsed if elapsed else 0.0,
+            interrupted,
+        )
+
+    # --- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, clips: list[Clip]) -> tuple[Scores, np.ndarray]:
+        """Uncropped clips in length-sorted batches -> (scores, probabilities [N, C])."""
+        return evaluate_student(
+            self.model,
+            self.feature_extractor,
+            clips,
+            self.labels,
+            self.ctx.device,
+            self.optim.per_device_batch_size * self.optim.max_train_audio_s,
+            self.autocast,
+        )
+
+    # --- state ------------------------------------------------------------------------------
+    def _writer(self):
+        if not self.ctx.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _save_state(self) -> None:
+        if not self.ctx.is_main:
+            return
+        state_dir = self.out_dir / "state"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "trainer": dict(self.state),
+            "config": self.run.model_dump(mode="json"),
+        }
+        tmp = state_dir / f"{STATE_FILE}.tmp"
+        torch.save(payload, tmp)
+        tmp.replace(state_dir / STATE_FILE)  # a kill mid-save leaves the last good state
+
+    def _load_state(self) -> None:
+        path = self.out_dir / "state" / STATE_FILE
+        if not path.is_file():
+            return  # nothing to resume: start fresh
+        payload = torch.load(path, map_location=self.ctx.device, weights_only=False)
+        saved, now = payload["config"], self.run.model_dump(mode="json")
+        if {k: saved[k] for k in ("student", "loss", "optim")} != {
+            k: now[k] for k in ("student", "loss", "optim")
+        }:
+            raise ValueError(f"{path} was saved with another student/loss/optim config")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.state.update(payload["trainer"])
+
+
+@torch.no_grad()
+def evaluate_student(
+    model: EmoDistillStudent,
+    feature_extractor,
+    clips: list[Clip],
+    labels: list[str],
+    device: torch.device,
+    max_batch_audio_s: float,
+    autocast=None,
+) -> tuple[Scores, np.ndarray]:
+    """Scores and probabilities [N, C] of `model` on whole (uncropped) clips."""
+    model.eval()
+    dataset = ClipDataset(clips)
+    collate = Collator(feature_extractor, [c.label for c in clips])
+    probs = np.zeros((len(clips), len(labels)), dtype=np.float32)
+    for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
+        batch = collate([dataset[i] for i in indices])
+        with autocast or contextlib.nullcontext():
+            out = model(batch.input_values.to(device), batch.attention_mask.to(device))
+        probs[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+    return score([c.label for c in clips], probs.argmax(1).tolist(), labels), probs
