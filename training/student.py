@@ -2,9 +2,10 @@
 
 The classifier is `HubertForSequenceClassification` (HuBERT -> projector -> mean over valid
 frames -> linear), so its saved folder loads with `AutoModelForAudioClassification` and
-`pipeline("audio-classification")`. `EmoDistillStudent` adds the projection heads z'_L and
-z'_P that map the pooled embedding to each teacher's embedding size; they are used in
-training only and saved apart. Knows nothing of teachers' internals, losses or data.
+`pipeline("audio-classification")`; our forward is its batch-invariant equivalent
+(`batch_invariant.py`). `EmoDistillStudent` adds the projection heads z'_L and z'_P that map
+the pooled embedding to each teacher's embedding size; they are used in training only and
+saved apart. Knows nothing of teachers' internals, losses or data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from transformers import HubertConfig, HubertForSequenceClassification, Wav2Vec2
 
 from emodistill.audio import SAMPLE_RATE_HZ
 
+from .batch_invariant import classify
 from .config import StudentConfig
 
 HEADS_FILE = "projection_heads.pt"
@@ -125,16 +127,10 @@ class EmoDistillStudent(nn.Module):
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
         """input_values [B, S] float, attention_mask [B, S] (1 = sample) -> StudentOutput.
 
-        The same computation as HubertForSequenceClassification.forward with a mask, so the
-        logits equal those of the saved checkpoint loaded by transformers.
+        The batch-invariant forward (`batch_invariant.classify`): a clip's logits do not
+        depend on its batch, and equal those of the saved checkpoint run on the clip alone.
         """
-        model = self.classifier
-        hidden = model.hubert(input_values, attention_mask=attention_mask)[0]  # [B, T, H]
-        hidden = model.projector(hidden)  # [B, T, P]
-        valid = model._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
-        weights = valid.to(hidden.dtype).unsqueeze(-1)  # [B, T, 1]
-        embedding = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # [B, P]
-        logits = model.classifier(embedding)
+        logits, embedding = classify(self.classifier, input_values, attention_mask)
         projected = {name: head(embedding) for name, head in self.heads.items()}
         return StudentOutput(logits, embedding, projected)
 

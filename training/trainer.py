@@ -108,7 +108,11 @@ class StudentTrainer:
         self.ddp: torch.nn.Module = self.model
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+            # LayerDrop skips random layers, whose parameters then get no gradient that step.
+            unused = self.run.student.layerdrop > 0
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=unused
+            )
         self.loss_fn = EmoDistillLoss(self.run.loss)
         decay, no_decay = [], []
         for p in self.model.parameters():

@@ -33,6 +33,12 @@ def clips() -> list[np.ndarray]:
     ]
 
 
+def _alone_and_batched(student, extractor, clips_):
+    batch = extractor(clips_, sampling_rate=16_000, padding=True, return_tensors="pt")
+    singles = [extractor(c, sampling_rate=16_000, return_tensors="pt") for c in clips_]
+    return batch, singles
+
+
 @pytest.mark.parametrize("norm", ["group", "layer"])
 def test_saved_checkpoint_loads_in_transformers_with_our_probabilities(tmp_path: Path, norm):
     torch.manual_seed(0)
@@ -40,23 +46,43 @@ def test_saved_checkpoint_loads_in_transformers_with_our_probabilities(tmp_path:
     student = EmoDistillStudent(build_classifier(config, LABELS), {"linguistic": 12}).eval()
     extractor = build_feature_extractor(config)
     student.save(tmp_path, extractor)
+    auto = AutoModelForAudioClassification.from_pretrained(tmp_path).eval()
+    batch, singles = _alone_and_batched(student, extractor, clips())
 
-    batch = extractor(clips(), sampling_rate=16_000, padding=True, return_tensors="pt")
     with torch.no_grad():
-        ours = student(batch.input_values, batch.attention_mask).logits
-        auto = AutoModelForAudioClassification.from_pretrained(tmp_path).eval()
-        theirs = auto(batch.input_values, attention_mask=batch.attention_mask).logits
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+        batched = student(batch.input_values, batch.attention_mask).logits
+        for i, single in enumerate(singles):
+            alone = student(single.input_values, single.attention_mask).logits
+            theirs = auto(single.input_values, attention_mask=single.attention_mask).logits
+            # Tolerance 1e-5 (fp32): the same computation, summed in another order.
+            torch.testing.assert_close(alone, theirs, atol=1e-5, rtol=0)
+            torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-5, rtol=0)
 
     classify = pipeline("audio-classification", model=str(tmp_path), top_k=None)
-    for i, clip in enumerate(clips()):
-        single = extractor(clip, sampling_rate=16_000, return_tensors="pt")
+    for clip, single in zip(clips(), singles, strict=True):
         with torch.no_grad():
             expected = torch.softmax(student(single.input_values, single.attention_mask).logits, -1)
         got = {d["label"]: d["score"] for d in classify({"raw": clip, "sampling_rate": 16_000})}
-        assert list(got) and set(got) == set(LABELS), i
+        assert set(got) == set(LABELS)
         for j, label in enumerate(LABELS):
             assert got[label] == pytest.approx(float(expected[0, j]), abs=1e-5)
+
+
+def test_transformers_own_batched_forward_is_not_invariant_for_group_norm():
+    """The trap the batch-invariant forward removes (shared/reference/serving.md)."""
+    torch.manual_seed(0)
+    config = tiny("group", do_normalize=False)
+    model = build_classifier(config, LABELS).eval()
+    extractor = build_feature_extractor(config)
+    short = tone(0.3, freq_hz=300)
+    batch = extractor([short, tone(2.0)], sampling_rate=16_000, padding=True, return_tensors="pt")
+    alone = extractor(short, sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        theirs_batched = model(batch.input_values, attention_mask=batch.attention_mask).logits[0]
+        theirs_alone = model(alone.input_values, attention_mask=alone.attention_mask).logits[0]
+        ours = EmoDistillStudent(model, {})(batch.input_values, batch.attention_mask).logits[0]
+    assert float((theirs_batched - theirs_alone).abs().max()) > 1e-3
+    assert float((ours - theirs_alone).abs().max()) <= 1e-5
 
 
 def test_labels_preprocessor_and_heads_are_saved(tmp_path: Path):

@@ -48,7 +48,7 @@ def targets(n: int) -> TeacherTargets:
 
 
 def run_config(per_device: int, epochs: int = 2, **optim) -> RunConfig:
-    """Global batch 8; dropout and SpecAugment on, so RNG handling is exercised."""
+    """Global batch 8; dropout, SpecAugment and LayerDrop on, so RNG handling is exercised."""
     return RunConfig.model_validate(
         {
             "name": "t",
@@ -60,7 +60,7 @@ def run_config(per_device: int, epochs: int = 2, **optim) -> RunConfig:
                 "classifier_proj_size": 16,
                 "mask_time_prob": 0.2,
                 "hidden_dropout": 0.1,
-                "layerdrop": 0.0,
+                "layerdrop": 0.1,
             },
             "optim": {
                 "global_batch_size": 8,
