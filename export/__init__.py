@@ -1,0 +1,1 @@
+"""Export: the trained student -> an ONNX model bundle (see `emodistill/bundle.py`)."""

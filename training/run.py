@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from emodistill.bundle import TRAINING_METRICS
+
 from .config import CorpusConfig, RunConfig, save_config
 from .corpus.iemocap import FOUR_CLASS_LABELS, prepare_iemocap
 from .corpus.manifest import (
@@ -188,6 +190,11 @@ class Experiment:
                 "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
             }
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            # Beside the checkpoint, so an exported bundle can say how its model scored.
+            summary = {k: metrics[k] for k in ("fold", "test_speakers", "student_val")}
+            summary["test"] = metrics["models"]["student"]
+            checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
+            checkpoint_metrics.write_text(json.dumps(summary, indent=2) + "\n")
         self.ctx.barrier()
         return metrics
 

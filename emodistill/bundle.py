@@ -1,0 +1,103 @@
+"""The model bundle: the one contract between export (which writes it) and the service.
+
+A bundle is a folder holding the ONNX student (fp32 for CPU, fp16 for CUDA, optionally
+int8 for CPU), the student's `config.json` (labels) and `preprocessor_config.json`
+(sample rate, normalisation) as training saved them, and `bundle.json` (this module's
+`BundleMetadata`): labels in output order, tensor names and shapes, opset, a sha256 per
+file, training metrics and the parity figures measured at export. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_FP32 = "model.onnx"
+MODEL_FP16 = "model.fp16.onnx"
+MODEL_INT8 = "model.int8.onnx"
+MODEL_CONFIG = "config.json"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+METADATA = "bundle.json"
+# Written by training beside the student checkpoint; export copies it into bundle.json.
+TRAINING_METRICS = "training_metrics.json"
+BUNDLE_VERSION = 1
+
+# Tensor names of every ONNX file in a bundle (also the Triton model's).
+INPUT_VALUES = "input_values"  # float32 [batch, samples]
+ATTENTION_MASK = "attention_mask"  # int64 [batch, samples], 1 = real sample
+LOGITS = "logits"  # float32 [batch, labels]
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    dtype: str
+    shape: list[str | int]
+
+
+class BundleMetadata(BaseModel):
+    """bundle.json. Unknown keys are errors, so a service never misreads a newer bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle_version: int = BUNDLE_VERSION
+    name: str
+    version: str
+    labels: list[str] = Field(description="Output order of the logits.")
+    sample_rate_hz: int
+    do_normalize: bool = Field(description="Zero-mean unit-variance per clip before the model.")
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    opset: int
+    files: dict[str, str] = Field(description="File name -> sha256 of every other file.")
+    source: dict[str, Any] = Field(default_factory=dict, description="Checkpoint, architecture.")
+    training_metrics: dict[str, Any] = Field(default_factory=dict)
+    parity: dict[str, Any] = Field(default_factory=dict, description="Figures measured at export.")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete or altered; the message says what and where."""
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_metadata(bundle_dir: Path) -> BundleMetadata:
+    path = Path(bundle_dir) / METADATA
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} is not a model bundle: {METADATA} is missing")
+    try:
+        return BundleMetadata.model_validate(json.loads(path.read_text()))
+    except (ValueError, json.JSONDecodeError) as err:
+        raise BundleError(f"{path} is not a valid bundle description: {err}") from err
+
+
+def checksum_problems(bundle_dir: Path, metadata: BundleMetadata) -> list[str]:
+    """One line per file that is missing or whose sha256 differs from bundle.json's."""
+    problems = []
+    for name, expected in sorted(metadata.files.items()):
+        path = Path(bundle_dir) / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif (actual := sha256_of(path)) != expected:
+            problems.append(
+                f"{name}: sha256 {actual[:12]}… does not match bundle.json's {expected[:12]}…"
+            )
+    return problems
+
+
+def load_bundle(bundle_dir: Path, verify: bool = True) -> BundleMetadata:
+    """bundle.json, after checking every file's sha256 (BundleError naming the bad ones)."""
+    metadata = read_metadata(bundle_dir)
+    if verify and (problems := checksum_problems(bundle_dir, metadata)):
+        raise BundleError(f"bundle {bundle_dir} is corrupt:\n  " + "\n  ".join(problems))
+    return metadata

@@ -1,0 +1,314 @@
+"""Checkpoint -> verified model bundle; and re-verification of an existing bundle.
+
+Builds the bundle in a temporary folder and moves it into place only when every parity
+figure is within its limit, so a failed export leaves nothing a service could load.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import HubertForSequenceClassification
+
+from emodistill.audio import SAMPLE_RATE_HZ
+from emodistill.bundle import (
+    ATTENTION_MASK,
+    INPUT_VALUES,
+    LOGITS,
+    METADATA,
+    MODEL_CONFIG,
+    MODEL_FP16,
+    MODEL_FP32,
+    MODEL_INT8,
+    PREPROCESSOR_CONFIG,
+    TRAINING_METRICS,
+    BundleMetadata,
+    TensorSpec,
+    checksum_problems,
+    read_metadata,
+    sha256_of,
+)
+
+from . import onnx_graph, parity
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The parity contract (issue: export); every figure is checked against one of these."""
+
+    fp32_vs_pytorch_logit: float = 1e-4
+    fp32_batched_probability: float = 1e-4
+    fp16_batched_probability: float = 5e-3
+    fp16_argmax_agreement: float = 0.995
+    fp16_probability: float = 1e-2
+    int8_argmax_agreement: float = 0.99
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    name: str = "emodistill"
+    version: str = "1"
+    int8: bool = True
+    agreement_clips: int = 200  # fp16 and int8 vs fp32, 0.5-4 s
+    reference_clips: int = 36  # fp32 vs PyTorch, 0.5-12 s
+    invariance_clips: int = 12  # one padded batch vs alone, 0.5-12 s
+    naive_contrast: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+
+class CheckpointError(ValueError):
+    """The checkpoint folder is not a usable HuBERT classifier; says what is wrong."""
+
+
+class ParityError(RuntimeError):
+    """A parity figure is outside its limit; the message names it."""
+
+
+def check_checkpoint(checkpoint: Path, expected_labels: list[str] | None = None) -> dict[str, Any]:
+    """The checkpoint's config.json, after checking files, architecture and labels."""
+    if not checkpoint.is_dir():
+        raise CheckpointError(f"{checkpoint} is not a folder")
+    missing = [n for n in (MODEL_CONFIG, PREPROCESSOR_CONFIG) if not (checkpoint / n).is_file()]
+    if not any((checkpoint / n).is_file() for n in WEIGHT_FILES):
+        missing.append(" or ".join(WEIGHT_FILES))
+    if missing:
+        raise CheckpointError(f"{checkpoint} lacks {', '.join(missing)}: not a saved student")
+    config = json.loads((checkpoint / MODEL_CONFIG).read_text())
+    if config.get("model_type") != "hubert" or "HubertForSequenceClassification" not in config.get(
+        "architectures", []
+    ):
+        raise CheckpointError(
+            f"{checkpoint} holds {config.get('architectures')} ({config.get('model_type')}), "
+            "not a HubertForSequenceClassification"
+        )
+    id2label = config.get("id2label", {})
+    labels = [id2label.get(str(i)) for i in range(len(id2label))]
+    if None in labels or len(labels) != config.get("num_labels", len(labels)) or len(labels) < 2:
+        raise CheckpointError(f"{checkpoint}: id2label {id2label} is not a label for each output")
+    if expected_labels is not None and labels != expected_labels:
+        raise CheckpointError(f"{checkpoint}: labels {labels} do not match {expected_labels}")
+    rate = json.loads((checkpoint / PREPROCESSOR_CONFIG).read_text()).get("sampling_rate")
+    if rate != SAMPLE_RATE_HZ:
+        raise CheckpointError(f"{checkpoint}: sampling_rate {rate}, expected {SAMPLE_RATE_HZ}")
+    return config
+
+
+def _labels(config: dict[str, Any]) -> list[str]:
+    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+
+
+def _torch_reference(model: HubertForSequenceClassification):
+    """The checkpoint as transformers runs it, on one clip: logits [C]."""
+
+    @torch.no_grad()
+    def run(clip: np.ndarray) -> np.ndarray:
+        values = torch.from_numpy(clip)[None]
+        return (
+            model(values, attention_mask=torch.ones_like(values, dtype=torch.long))
+            .logits[0]
+            .numpy()
+        )
+
+    return run
+
+
+def _fp16_providers() -> list[str]:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def measure(
+    bundle: Path,
+    do_normalize: bool,
+    options: ExportOptions,
+    model: HubertForSequenceClassification | None = None,
+) -> dict[str, Any]:
+    """Every parity figure of the ONNX files in `bundle` (PyTorch figures need `model`)."""
+    prep = parity.normalize if do_normalize else (lambda c: c)
+    clips = {
+        "invariance": [
+            prep(c)
+            for c in parity.probe_clips(options.invariance_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 1)
+        ],
+        "reference": [
+            prep(c)
+            for c in parity.probe_clips(options.reference_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 2)
+        ],
+        "agreement": [
+            prep(c)
+            for c in parity.probe_clips(options.agreement_clips, 0.5, 4.0, SAMPLE_RATE_HZ, 3)
+        ],
+    }
+    figures: dict[str, Any] = {}
+    fp32 = parity.session(bundle / MODEL_FP32)
+    figures["fp32_batched_vs_alone"] = {
+        "clips": len(clips["invariance"]),
+        "lengths_s": [0.5, 12.0],
+        "max_abs_probability": parity.batch_invariance(fp32, clips["invariance"]),
+    }
+    if model is not None:
+        figures["fp32_vs_pytorch"] = {
+            "clips": len(clips["reference"]),
+            "lengths_s": [0.5, 12.0],
+            "max_abs_logit": parity.against_reference(
+                fp32, _torch_reference(model), clips["reference"]
+            ),
+        }
+    base = parity.run_batched(fp32, clips["agreement"], 16)
+    providers = _fp16_providers()
+    fp16 = parity.session(bundle / MODEL_FP16, providers)
+    figures["fp16_vs_fp32"] = {
+        "clips": len(clips["agreement"]),
+        "provider": fp16.get_providers()[0],
+        **parity.agreement(parity.run_batched(fp16, clips["agreement"], 16), base),
+    }
+    figures["fp16_batched_vs_alone"] = {
+        "clips": len(clips["invariance"]),
+        "provider": fp16.get_providers()[0],
+        "max_abs_probability": parity.batch_invariance(fp16, clips["invariance"]),
+    }
+    if (bundle / MODEL_INT8).is_file():
+        int8 = parity.session(bundle / MODEL_INT8)
+        figures["int8_vs_fp32"] = {
+            "clips": len(clips["agreement"]),
+            **parity.agreement(parity.run_batched(int8, clips["agreement"], 16), base),
+        }
+    return figures
+
+
+def failures(figures: dict[str, Any], limits: Limits) -> list[str]:
+    """One line per figure outside its limit."""
+    checks = [
+        ("fp32_vs_pytorch", "max_abs_logit", limits.fp32_vs_pytorch_logit, "<="),
+        ("fp32_batched_vs_alone", "max_abs_probability", limits.fp32_batched_probability, "<="),
+        ("fp16_batched_vs_alone", "max_abs_probability", limits.fp16_batched_probability, "<="),
+        ("fp16_vs_fp32", "argmax_agreement", limits.fp16_argmax_agreement, ">="),
+        ("fp16_vs_fp32", "max_abs_probability", limits.fp16_probability, "<="),
+    ]
+    out = []
+    for figure, key, limit, sense in checks:
+        if figure not in figures:
+            continue
+        value = figures[figure][key]
+        ok = value <= limit if sense == "<=" else value >= limit
+        if not ok:
+            out.append(f"{figure}.{key} = {value:.6g}, limit {sense} {limit:g}")
+    return out
+
+
+def export_bundle(
+    checkpoint: Path, out: Path, options: ExportOptions, expected_labels: list[str] | None = None
+) -> BundleMetadata:
+    """Write a verified bundle for `checkpoint` into `out` (replacing it); see the module doc."""
+    config = check_checkpoint(checkpoint, expected_labels)
+    preprocessor = json.loads((checkpoint / PREPROCESSOR_CONFIG).read_text())
+    model = HubertForSequenceClassification.from_pretrained(checkpoint).eval()
+    work = out.parent / f".{out.name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        onnx_graph.export_fp32(model, work / MODEL_FP32, SAMPLE_RATE_HZ)
+        timings["export_fp32_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        onnx_graph.convert_fp16(work / MODEL_FP32, work / MODEL_FP16)
+        timings["convert_fp16_s"] = time.perf_counter() - start
+        if options.int8:
+            onnx_graph.quantize_int8(work / MODEL_FP32, work / MODEL_INT8)
+        start = time.perf_counter()
+        figures = measure(work, bool(preprocessor.get("do_normalize")), options, model)
+        timings["parity_s"] = time.perf_counter() - start
+        int8 = figures.get("int8_vs_fp32")
+        if int8 is not None:
+            int8["kept"] = int8["argmax_agreement"] >= options.limits.int8_argmax_agreement
+            if not int8["kept"]:
+                (work / MODEL_INT8).unlink()
+        if options.naive_contrast:
+            figures["naive_batched_vs_alone"] = _naive_figure(
+                model, work, bool(preprocessor.get("do_normalize")), options
+            )
+        figures["limits"] = options.limits.__dict__
+        figures["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        failed = failures(figures, options.limits)
+        if failed:
+            raise ParityError("export refused, parity failed:\n  " + "\n  ".join(failed))
+        for name in (MODEL_CONFIG, PREPROCESSOR_CONFIG):
+            shutil.copy2(checkpoint / name, work / name)
+        metrics_file = checkpoint / TRAINING_METRICS
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        metadata = BundleMetadata(
+            name=options.name,
+            version=options.version,
+            labels=_labels(config),
+            sample_rate_hz=SAMPLE_RATE_HZ,
+            do_normalize=bool(preprocessor.get("do_normalize")),
+            inputs=[
+                TensorSpec(name=INPUT_VALUES, dtype="float32", shape=["batch", "samples"]),
+                TensorSpec(name=ATTENTION_MASK, dtype="int64", shape=["batch", "samples"]),
+            ],
+            outputs=[
+                TensorSpec(name=LOGITS, dtype="float32", shape=["batch", len(config["id2label"])])
+            ],
+            opset=onnx_graph.OPSET,
+            files={p.name: sha256_of(p) for p in sorted(work.iterdir())},
+            source={
+                "checkpoint": str(checkpoint.resolve()),
+                "feat_extract_norm": config.get("feat_extract_norm"),
+                "hidden_size": config.get("hidden_size"),
+                "num_hidden_layers": config.get("num_hidden_layers"),
+            },
+            training_metrics=metrics,
+            parity=figures,
+        )
+        (work / METADATA).write_text(metadata.model_dump_json(indent=2) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        work.rename(out)
+        return metadata
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _naive_figure(model, work: Path, do_normalize: bool, options: ExportOptions) -> dict[str, Any]:
+    """What the default export (no attention mask) does to the same batch, for contrast."""
+    path = work / "naive.onnx"
+    onnx_graph.export_naive(model, path, SAMPLE_RATE_HZ)
+    prep = parity.normalize if do_normalize else (lambda c: c)
+    clips = [
+        prep(c) for c in parity.probe_clips(options.invariance_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 1)
+    ]
+    figure = parity.batch_invariance(parity.session(path), clips)
+    path.unlink()
+    return {
+        "clips": len(clips),
+        "max_abs_probability": figure,
+        "note": "contrast only, not shipped",
+    }
+
+
+def verify_bundle(
+    bundle: Path, checkpoint: Path | None = None, options: ExportOptions | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """(recomputed figures, problems): sha256 mismatches and figures outside their limits."""
+    options = options or ExportOptions()
+    metadata = read_metadata(bundle)
+    problems = checksum_problems(bundle, metadata)
+    if problems:
+        return {}, problems
+    model = None
+    if checkpoint is not None:
+        check_checkpoint(checkpoint, metadata.labels)
+        model = HubertForSequenceClassification.from_pretrained(checkpoint).eval()
+    figures = measure(bundle, metadata.do_normalize, options, model)
+    return figures, failures(figures, options.limits)

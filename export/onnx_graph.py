@@ -1,0 +1,109 @@
+"""The student as ONNX graphs: batch-invariant fp32, fp16 for CUDA, int8 for CPU.
+
+The exported module is `training.batch_invariant.classify`, so a clip's logits do not depend
+on what it is batched with. The naive export (transformers' own forward, one input, as
+optimum's default HuBERT config has it) is kept only to measure what it gets wrong.
+Knows nothing of bundles or parity thresholds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.float16 import convert_float_to_float16
+from transformers import HubertForSequenceClassification
+
+from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES, LOGITS
+from training.batch_invariant import classify
+
+OPSET = 17
+# Kept in fp32 in the fp16 graph: fp16 overflows in normalisations and reductions
+# (onnxruntime#31626, onnxconverter-common#323), and softmax needs the range for masking.
+FP32_OPS = ["LayerNormalization", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div", "Softmax"]
+
+
+class BatchInvariantClassifier(torch.nn.Module):
+    """(input_values [B, S] float32, attention_mask [B, S] int64) -> logits [B, C]."""
+
+    def __init__(self, model: HubertForSequenceClassification):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return classify(self.model, input_values, attention_mask)[0]
+
+
+class NaiveClassifier(torch.nn.Module):
+    """transformers' forward without a mask: pools over padding, GroupNorm over padding."""
+
+    def __init__(self, model: HubertForSequenceClassification):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values).logits
+
+
+def example_inputs(sample_rate_hz: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of two: tracing with padding keeps mask-dependent code general."""
+    samples = sample_rate_hz  # 1 s
+    values = torch.randn(2, samples, generator=torch.Generator().manual_seed(0)) * 0.1
+    mask = torch.ones(2, samples, dtype=torch.int64)
+    mask[1, samples // 2 :] = 0
+    return values, mask
+
+
+def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) -> None:
+    module.eval()  # the exporter restores the mode it found, so set eval for good
+    axes = {name: {0: "batch", 1: "samples"} for name in names}
+    axes[LOGITS] = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=names,
+            output_names=[LOGITS],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+
+
+def export_fp32(model: HubertForSequenceClassification, path: Path, sample_rate_hz: int) -> None:
+    _export(
+        BatchInvariantClassifier(model),
+        example_inputs(sample_rate_hz),
+        [INPUT_VALUES, ATTENTION_MASK],
+        path,
+    )
+
+
+def export_naive(model: HubertForSequenceClassification, path: Path, sample_rate_hz: int) -> None:
+    _export(NaiveClassifier(model), example_inputs(sample_rate_hz)[:1], [INPUT_VALUES], path)
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and compute, fp32 inputs and outputs, FP32_OPS kept in fp32.
+
+    onnxruntime's converter, not onnxconverter-common's: the latter leaves the weights that
+    the exporter routes through Identity nodes with mismatched types.
+    """
+    model = convert_float_to_float16(
+        onnx.load(str(src)), keep_io_types=True, op_block_list=FP32_OPS
+    )
+    onnx.save(model, str(dst))
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights (CPU); convolutions stay fp32."""
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+    )

@@ -1,0 +1,118 @@
+"""Parity figures: ONNX vs PyTorch, batched vs alone, fp16 and int8 vs fp32.
+
+Probe clips are synthetic but speech-like (a harmonic voice with a wandering pitch,
+syllable-rate loudness and noise), so checks need no corpus. Every figure is a plain
+number; `export/bundle_writer.py` compares them with the limits. Torch-free apart from
+the reference forward it is handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+
+Logits = np.ndarray  # [N, C] float32
+
+
+def probe_clips(
+    n: int, min_s: float, max_s: float, rate_hz: int, seed: int = 0
+) -> list[np.ndarray]:
+    """n float32 clips with lengths spread evenly over [min_s, max_s], in shuffled order."""
+    rng = np.random.default_rng(seed)
+    lengths = np.linspace(min_s, max_s, n)
+    rng.shuffle(lengths)
+    clips = []
+    for seconds in lengths:
+        t = np.arange(int(seconds * rate_hz)) / rate_hz
+        f0 = rng.uniform(90, 260) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.3, 2) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / rate_hz
+        voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+        syllables = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 6) * t) ** 2
+        x = rng.uniform(0.05, 0.5) * syllables * voice + 0.01 * rng.standard_normal(t.size)
+        clips.append(x.astype(np.float32))
+    return clips
+
+
+def normalize(clip: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per clip (Wav2Vec2FeatureExtractor's do_normalize)."""
+    return ((clip - clip.mean()) / np.sqrt(clip.var() + 1e-7)).astype(np.float32)
+
+
+def pad(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """clips -> (input_values [B, S_max] float32, attention_mask [B, S_max] int64)."""
+    longest = max(len(c) for c in clips)
+    values = np.zeros((len(clips), longest), dtype=np.float32)
+    mask = np.zeros((len(clips), longest), dtype=np.int64)
+    for i, c in enumerate(clips):
+        values[i, : len(c)], mask[i, : len(c)] = c, 1
+    return values, mask
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def run_alone(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Logits:
+    needs_mask = len(session.get_inputs()) > 1
+    out = []
+    for clip in clips:
+        values, mask = pad([clip])
+        feed = (
+            {INPUT_VALUES: values, ATTENTION_MASK: mask} if needs_mask else {INPUT_VALUES: values}
+        )
+        out.append(session.run(None, feed)[0][0])
+    return np.stack(out)
+
+
+def run_batched(session: ort.InferenceSession, clips: Sequence[np.ndarray], batch: int) -> Logits:
+    needs_mask = len(session.get_inputs()) > 1
+    out = []
+    for start in range(0, len(clips), batch):
+        values, mask = pad(clips[start : start + batch])
+        feed = (
+            {INPUT_VALUES: values, ATTENTION_MASK: mask} if needs_mask else {INPUT_VALUES: values}
+        )
+        out.append(session.run(None, feed)[0])
+    return np.concatenate(out)
+
+
+def batch_invariance(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> float:
+    """max |Δprobability| between all clips in one padded batch and each clip alone."""
+    return float(
+        np.abs(
+            softmax(run_batched(session, clips, len(clips))) - softmax(run_alone(session, clips))
+        ).max()
+    )
+
+
+def against_reference(
+    session: ort.InferenceSession,
+    reference: Callable[[np.ndarray], np.ndarray],
+    clips: Sequence[np.ndarray],
+) -> float:
+    """max |Δlogit| between the ONNX model and `reference(clip) -> logits [C]`, clip by clip."""
+    ours = run_alone(session, clips)
+    theirs = np.stack([reference(c) for c in clips])
+    return float(np.abs(ours - theirs).max())
+
+
+def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
+    """Argmax agreement (fraction) and max |Δprobability| of candidate vs baseline."""
+    return {
+        "argmax_agreement": float((candidate.argmax(1) == baseline.argmax(1)).mean()),
+        "max_abs_probability": float(np.abs(softmax(candidate) - softmax(baseline)).max()),
+    }
+
+
+def session(path, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # fp16 graphs warn about every inserted Cast
+    return ort.InferenceSession(
+        str(path), options, providers=list(providers or ["CPUExecutionProvider"])
+    )

@@ -1,0 +1,60 @@
+"""A Triton / KServe model repository from a bundle: `REPO/<name>/config.pbtxt`, `1/model.onnx`.
+
+Triton serves the same KServe v2 protocol as our service. Its dynamic batcher only joins
+requests whose shapes match, so clients should pad to a few fixed lengths (or send one
+padded batch); our service does the length grouping itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from emodistill.bundle import (
+    ATTENTION_MASK,
+    INPUT_VALUES,
+    LOGITS,
+    MODEL_FP16,
+    MODEL_FP32,
+    load_bundle,
+)
+
+
+def write_triton_repository(
+    bundle: Path,
+    repo: Path,
+    model_name: str = "emodistill",
+    gpu: bool = True,
+    max_batch_size: int = 32,
+    max_queue_delay_us: int = 5000,
+) -> Path:
+    """Copy the bundle's ONNX (fp16 on GPU, fp32 on CPU) and write config.pbtxt + labels."""
+    metadata = load_bundle(bundle)
+    model_dir = repo / model_name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(bundle / (MODEL_FP16 if gpu else MODEL_FP32), model_dir / "1" / "model.onnx")
+    (model_dir / "labels.txt").write_text("\n".join(metadata.labels) + "\n")
+    kind = "KIND_GPU" if gpu else "KIND_CPU"
+    n_labels = len(metadata.labels)
+    # cudnn_conv_algo_search 1 = HEURISTIC: EXHAUSTIVE re-benchmarks every new audio length.
+    cuda = (
+        '\nparameters { key: "cudnn_conv_algo_search" value: { string_value: "1" } }' if gpu else ""
+    )
+    config = f"""name: "{model_name}"
+platform: "onnxruntime_onnx"
+max_batch_size: {max_batch_size}
+input [
+  {{ name: "{INPUT_VALUES}" data_type: TYPE_FP32 dims: [ -1 ] }},
+  {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ] }}
+]
+output [
+  {{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }}
+]
+dynamic_batching {{
+  preferred_batch_size: [ {max(1, max_batch_size // 4)}, {max_batch_size} ]
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+instance_group [ {{ kind: {kind} count: 1 }} ]{cuda}
+"""
+    (model_dir / "config.pbtxt").write_text(config)
+    return model_dir

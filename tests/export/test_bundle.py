@@ -1,0 +1,177 @@
+"""Export: a verified, batch-invariant bundle; clear errors; verify and Triton."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from emodistill.bundle import (
+    ATTENTION_MASK,
+    INPUT_VALUES,
+    LOGITS,
+    METADATA,
+    MODEL_FP16,
+    MODEL_FP32,
+    BundleError,
+    load_bundle,
+    sha256_of,
+)
+from export.bundle_writer import (
+    CheckpointError,
+    ExportOptions,
+    Limits,
+    ParityError,
+    export_bundle,
+    verify_bundle,
+)
+from export.cli import main
+from training.config import StudentConfig
+from training.student import EmoDistillStudent, build_classifier, build_feature_extractor
+
+LABELS = ["neutral", "angry", "sad", "happy"]
+# Fewer clips than the CLI's defaults, except the 200 of the fp16 agreement the contract names.
+FAST = ExportOptions(reference_clips=12, invariance_clips=12, agreement_clips=200)
+
+
+def write_checkpoint(folder: Path, norm: str) -> Path:
+    """A tiny random student; logits spread out so argmax ties are rare, as in a trained one."""
+    torch.manual_seed(0)
+    config = StudentConfig(
+        pretrained=None, preset="tiny", feat_extract_norm=norm, do_normalize=norm == "layer"
+    )
+    model = build_classifier(config, LABELS)
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)
+    EmoDistillStudent(model, {}).save(folder, build_feature_extractor(config))
+    (folder / "training_metrics.json").write_text(json.dumps({"test": {"ua": 0.5}}))
+    return folder
+
+
+@pytest.fixture(scope="module", params=["group", "layer"])
+def exported(request, tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp(f"export_{request.param}")
+    checkpoint = write_checkpoint(root / "checkpoint", request.param)
+    metadata = export_bundle(checkpoint, root / "bundle", FAST)
+    return checkpoint, root / "bundle", metadata.parity
+
+
+def test_parity_figures_are_within_the_contract(exported):
+    _, _, figures = exported
+    assert figures["fp32_vs_pytorch"]["max_abs_logit"] <= 1e-4
+    assert figures["fp32_batched_vs_alone"]["max_abs_probability"] <= 1e-4
+    assert figures["fp16_batched_vs_alone"]["max_abs_probability"] <= 5e-3
+    assert figures["fp16_vs_fp32"]["clips"] >= 200
+    assert figures["fp16_vs_fp32"]["argmax_agreement"] >= 0.995
+    assert figures["fp16_vs_fp32"]["max_abs_probability"] <= 1e-2
+    assert "argmax_agreement" in figures["int8_vs_fp32"] and "kept" in figures["int8_vs_fp32"]
+
+
+def test_the_naive_export_changes_answers_with_the_batch(exported):
+    """Contrast: transformers' forward without a mask, exported as optimum does by default."""
+    _, _, figures = exported
+    assert figures["naive_batched_vs_alone"]["max_abs_probability"] > 1e-3
+    assert figures["naive_batched_vs_alone"]["max_abs_probability"] > 100 * max(
+        figures["fp32_batched_vs_alone"]["max_abs_probability"], 1e-7
+    )
+
+
+def test_bundle_holds_the_contract(exported):
+    checkpoint, bundle, _ = exported
+    metadata = load_bundle(bundle)
+    assert metadata.labels == LABELS and metadata.sample_rate_hz == 16_000
+    assert [t.name for t in metadata.inputs] == [INPUT_VALUES, ATTENTION_MASK]
+    assert [t.name for t in metadata.outputs] == [LOGITS] and metadata.outputs[0].shape[1] == 4
+    assert {MODEL_FP32, MODEL_FP16, "config.json", "preprocessor_config.json"} <= set(
+        metadata.files
+    )
+    for name, digest in metadata.files.items():
+        assert sha256_of(bundle / name) == digest
+    assert metadata.training_metrics == {"test": {"ua": 0.5}}
+    assert (bundle / "config.json").read_bytes() == (checkpoint / "config.json").read_bytes()
+    assert (
+        metadata.do_normalize
+        == json.loads((checkpoint / "preprocessor_config.json").read_text())["do_normalize"]
+    )
+
+
+def test_verify_recomputes_and_names_an_altered_file(exported, tmp_path, capsys):
+    checkpoint, bundle, _ = exported
+    quick = ExportOptions(reference_clips=6, invariance_clips=6, agreement_clips=20)
+    figures, problems = verify_bundle(bundle, checkpoint, quick)
+    assert problems == [] and figures["fp32_vs_pytorch"]["max_abs_logit"] <= 1e-4
+
+    altered = tmp_path / "altered"
+    subprocess.run(["cp", "-r", str(bundle), str(altered)], check=True)
+    with (altered / MODEL_FP16).open("ab") as f:
+        f.write(b"\0")
+    _, problems = verify_bundle(altered)
+    assert len(problems) == 1 and problems[0].startswith(f"{MODEL_FP16}: sha256")
+    with pytest.raises(SystemExit, match=f"verification failed:\n  {MODEL_FP16}"):
+        main(["verify", str(altered)])
+    with pytest.raises(BundleError, match="is corrupt"):
+        load_bundle(altered)
+
+
+def test_export_refuses_when_parity_fails(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "checkpoint", "group")
+    strict = ExportOptions(
+        reference_clips=4,
+        invariance_clips=4,
+        agreement_clips=8,
+        naive_contrast=False,
+        limits=Limits(fp32_vs_pytorch_logit=0.0),
+    )
+    with pytest.raises(ParityError, match=r"fp32_vs_pytorch\.max_abs_logit = .*limit <= 0"):
+        export_bundle(checkpoint, tmp_path / "bundle", strict)
+    assert not (tmp_path / "bundle").exists()
+    assert not list(tmp_path.glob(".bundle*"))  # no partial bundle left behind
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="not a folder"):
+        export_bundle(tmp_path / "nope", tmp_path / "b", FAST)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"lacks config\.json, preprocessor_config\.json"):
+        export_bundle(tmp_path / "empty", tmp_path / "b", FAST)
+    checkpoint = write_checkpoint(tmp_path / "checkpoint", "group")
+    with pytest.raises(CheckpointError, match="do not match"):
+        export_bundle(checkpoint, tmp_path / "b", FAST, expected_labels=["a", "b", "c", "d"])
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(
+        json.dumps({**config, "model_type": "bert", "architectures": ["BertModel"]})
+    )
+    with pytest.raises(CheckpointError, match="not a HubertForSequenceClassification"):
+        export_bundle(checkpoint, tmp_path / "b", FAST)
+    with pytest.raises(SystemExit, match=r"error: .*not a HubertForSequenceClassification"):
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "b")])
+
+
+def test_triton_repository(exported, tmp_path):
+    _, bundle, _ = exported
+    main(["triton", str(bundle), "--out", str(tmp_path / "repo")])
+    model = tmp_path / "repo" / "emodistill"
+    config = (model / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "dynamic_batching" in config
+    assert f'name: "{INPUT_VALUES}"' in config and f'name: "{ATTENTION_MASK}"' in config
+    assert "dims: [ 4 ]" in config and "KIND_GPU" in config
+    assert (model / "1" / "model.onnx").read_bytes() == (bundle / MODEL_FP16).read_bytes()
+    assert (model / "labels.txt").read_text().split() == LABELS
+
+
+def test_the_contract_package_needs_no_torch():
+    code = "import sys, emodistill.bundle, emodistill.audio; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_bundle_json_rejects_unknown_keys(exported, tmp_path):
+    _, bundle, _ = exported
+    data = json.loads((bundle / METADATA).read_text())
+    (tmp_path / METADATA).write_text(json.dumps({**data, "surprise": 1}))
+    with pytest.raises(BundleError, match="not a valid bundle description"):
+        load_bundle(tmp_path, verify=False)
