@@ -7,6 +7,7 @@ soxr to the model's rate. It knows nothing of labels, models or HTTP.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +58,24 @@ def load_audio(source: AudioSource, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioDecodeError(f"cannot decode audio: {err}") from err
     return resample(to_mono(samples), rate_hz, sample_rate_hz)
+
+
+def normalize_clip(samples: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the clip: what `do_normalize` in a preprocessor config
+    means (transformers' Wav2Vec2FeatureExtractor, the same epsilon)."""
+    return ((samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)).astype(np.float32)
+
+
+def pad_batch(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """clips -> (input_values [B, S_max] float32, attention_mask [B, S_max] int64), zero-padded
+    at the end: the two inputs of every model in a bundle."""
+    longest = max(len(c) for c in clips)
+    values = np.zeros((len(clips), longest), dtype=np.float32)
+    mask = np.zeros((len(clips), longest), dtype=np.int64)
+    for i, clip in enumerate(clips):
+        values[i, : len(clip)] = clip
+        mask[i, : len(clip)] = 1
+    return values, mask
 
 
 def duration_s(path: str | Path) -> float:

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import torch
 from transformers import HubertForSequenceClassification
 
-from emodistill.audio import SAMPLE_RATE_HZ
+from emodistill.audio import SAMPLE_RATE_HZ, normalize_clip
 from emodistill.bundle import (
     ATTENTION_MASK,
     INPUT_VALUES,
@@ -135,7 +135,7 @@ def measure(
     model: HubertForSequenceClassification | None = None,
 ) -> dict[str, Any]:
     """Every parity figure of the ONNX files in `bundle` (PyTorch figures need `model`)."""
-    prep = parity.normalize if do_normalize else (lambda c: c)
+    prep = normalize_clip if do_normalize else (lambda c: c)
     clips = {
         "invariance": [
             prep(c)
@@ -284,7 +284,7 @@ def _naive_figure(model, work: Path, do_normalize: bool, options: ExportOptions)
     """What the default export (no attention mask) does to the same batch, for contrast."""
     path = work / "naive.onnx"
     onnx_graph.export_naive(model, path, SAMPLE_RATE_HZ)
-    prep = parity.normalize if do_normalize else (lambda c: c)
+    prep = normalize_clip if do_normalize else (lambda c: c)
     clips = [
         prep(c) for c in parity.probe_clips(options.invariance_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 1)
     ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from emodistill.audio import pad_batch as pad
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 
 Logits = np.ndarray  # [N, C] float32
@@ -35,21 +36,6 @@ def probe_clips(
         x = rng.uniform(0.05, 0.5) * syllables * voice + 0.01 * rng.standard_normal(t.size)
         clips.append(x.astype(np.float32))
     return clips
-
-
-def normalize(clip: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per clip (Wav2Vec2FeatureExtractor's do_normalize)."""
-    return ((clip - clip.mean()) / np.sqrt(clip.var() + 1e-7)).astype(np.float32)
-
-
-def pad(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """clips -> (input_values [B, S_max] float32, attention_mask [B, S_max] int64)."""
-    longest = max(len(c) for c in clips)
-    values = np.zeros((len(clips), longest), dtype=np.float32)
-    mask = np.zeros((len(clips), longest), dtype=np.int64)
-    for i, c in enumerate(clips):
-        values[i, : len(c)], mask[i, : len(c)] = c, 1
-    return values, mask
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

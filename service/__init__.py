@@ -1,0 +1,1 @@
+"""The inference service: FastAPI + onnxruntime over a model bundle. Imports no torch."""

@@ -1,0 +1,137 @@
+"""The FastAPI application: start-up, middleware and wiring. Routes live in routes.py.
+
+Start-up (lifespan) loads and checks the bundle, starts the batcher and warms the model
+up; /v2/health/ready answers 200 only after that. Shutdown drains requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .backend import OnnxBackend
+from .batcher import Batcher, BatcherConfig
+from .metrics import ServiceMetrics
+from .settings import Settings
+
+log = logging.getLogger("emodistill.service")
+OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready", "/metrics")
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    backend: Any = None
+    batcher: Batcher | None = None
+    metrics: ServiceMetrics | None = None
+    ready: bool = False
+    started_s: float = field(default_factory=time.perf_counter)
+
+
+class BodyLimit:
+    """413 as soon as a body passes `max_bytes`, by Content-Length or while it streams in,
+    so an oversized upload is never read into memory. Raised as an HTTPException from the
+    body stream, which FastAPI passes through its own body parsing unchanged."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, TOO_LARGE)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+TOO_LARGE = "upload larger than the limit (max_upload_mb)"
+
+
+def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBackend) -> FastAPI:
+    """The service for `settings`; `backend_factory(bundle, device, int8)` is swappable in tests."""
+    state = ServiceState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        backend = backend_factory(settings.model, settings.device, settings.int8)
+        meta = backend.metadata
+        state.backend = backend
+        state.metrics = ServiceMetrics(
+            {
+                "name": meta.name,
+                "version": meta.version,
+                "provider": getattr(backend, "provider", "unknown"),
+                "labels": ",".join(meta.labels),
+            }
+        )
+        rate = meta.sample_rate_hz
+        state.batcher = Batcher(
+            backend,
+            BatcherConfig(
+                max_batch_size=settings.max_batch_size,
+                max_batch_samples=int(settings.max_batch_audio_s * rate),
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+            ),
+            on_batch=state.metrics.on_batch,
+        )
+        state.metrics.track_queue(lambda: state.batcher.queue_depth if state.batcher else 0)
+        await state.batcher.start()
+        if settings.warmup and hasattr(backend, "warm_up"):
+            seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
+            took = await asyncio.get_running_loop().run_in_executor(
+                None, backend.warm_up, settings.max_batch_size, seconds
+            )
+            log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
+        state.ready = True
+        log.info("ready after %.2f s", time.perf_counter() - state.started_s)
+        try:
+            yield
+        finally:
+            state.ready = False
+            await state.batcher.stop(drain=True)
+
+    from . import routes  # routes read `app.state.service`
+
+    app = FastAPI(
+        title="emodistill",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Speech emotion recognition from audio alone (EmoDistill student).",
+    )
+    app.state.service = state
+    app.include_router(routes.router)
+    # Added inner to outer: the body limit, then CORS, then metrics (which so see every 413).
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.middleware("http")(routes.count_requests)
+    return app

@@ -1,0 +1,276 @@
+"""Dynamic batching of variable-length audio clips in front of one model backend.
+
+Responsible for: queueing clips submitted by concurrent requests, cutting them into batches
+(bounded by clip count, by a padded-sample budget and by how long the oldest clip may wait),
+grouping clips of similar length, running each batch in a worker thread so the event loop
+never blocks, and answering every caller with its own row of the output. It also bounds the
+queue (`QueueFullError`), drops clips whose caller has left, and drains on shutdown.
+
+Deliberately does not know: what the model is, how clips are padded or normalised, the sample
+rate (a budget is a count of samples), or how metrics are exported. The backend is anything
+with `infer(clips) -> array`; metrics arrive through the `on_batch` callback.
+
+Grouping rule (`group_by_length=True`): the OLDEST waiting clip always goes in the next batch
+(so no clip starves and none waits much longer than `max_wait_ms` behind a free backend); its
+companions are the waiting clips nearest to it in length, taken one at a time from the
+length-sorted queue while the batch stays within `max_batch_size` and `max_batch_samples`.
+Clips of similar length thus share batches and little compute is spent on padding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+        """clips: B float32 arrays [T_i] -> an array whose first axis indexes them, e.g. [B, C]."""
+        ...
+
+
+# (size, padded_samples, queue_wait_s per clip, infer_s, ok): called once per batch, ok or not.
+OnBatch = Callable[[int, int, list[float], float, bool], None]
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    # Most clips in one backend call.
+    max_batch_size: int = 16
+    # Padded-sample budget per batch: len(longest clip) × clips must not exceed it (as
+    # text-embeddings-inference budgets tokens). A single longer clip still runs, alone.
+    # 2_048_000 is 128 s of padded 16 kHz audio.
+    max_batch_samples: int = 2_048_000
+    # How long the oldest waiting clip may wait for company before its batch is sent anyway.
+    max_wait_ms: float = 5.0
+    # Clips waiting (not yet sent to the backend); beyond it, `submit` raises QueueFullError.
+    max_queue: int = 256
+    # True: fill the oldest clip's batch with the clips nearest in length (see module doc).
+    # False: plain arrival order.
+    group_by_length: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_batch_samples < 1 or self.max_queue < 1:
+            raise ValueError(f"batch size, batch samples and queue must be >= 1: {self}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+
+class QueueFullError(Exception):
+    """The queue holds `max_queue` clips; try again in about `retry_after_s` seconds."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"batcher queue is full; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class BatcherClosedError(Exception):
+    """The batcher is not running (not started, stopping or stopped)."""
+
+
+@dataclass(eq=False)  # identity equality: entries are removed from lists by identity
+class _Entry:
+    clip: np.ndarray  # float32 [T]
+    future: asyncio.Future[np.ndarray]  # the reply channel
+    enqueued_s: float  # loop.time() at submit
+
+
+class Batcher:
+    """Serves `submit(clip)` calls by batching them into `backend.infer` calls.
+
+    One batch is in flight at a time: the backend (one model session) is the bottleneck, and
+    clips arriving meanwhile form the next, fuller batch.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: BatcherConfig,
+        executor: Executor | None = None,
+        on_batch: OnBatch | None = None,
+    ) -> None:
+        self._backend = backend
+        self._config = config
+        self._executor = executor
+        self._owns_executor = executor is None
+        self._on_batch = on_batch
+        self._waiting: list[_Entry] = []  # arrival order: the oldest first
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._s_per_clip: float | None = None  # moving average, for retry_after_s
+
+    @property
+    def queue_depth(self) -> int:
+        """Clips waiting for a batch (those in flight are not counted)."""
+        return len(self._waiting)
+
+    async def start(self) -> None:
+        if self._task is not None or self._closing:
+            raise RuntimeError("a Batcher starts once")
+        if self._executor is None:
+            # One thread: the backend is called by one batch at a time and need not be
+            # thread-safe.
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def submit(self, clip: np.ndarray) -> np.ndarray:
+        """clip: float32 [T] -> this clip's row of the backend output (e.g. logits [C]).
+
+        Raises QueueFullError, BatcherClosedError, or the backend's exception for its batch.
+        """
+        if self._task is None or self._closing:
+            raise BatcherClosedError("batcher is not running")
+        samples = np.asarray(clip, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"a clip is 1-D [T], got shape {samples.shape}")
+        if len(self._waiting) >= self._config.max_queue:
+            raise QueueFullError(self._retry_after_s())
+        loop = asyncio.get_running_loop()
+        entry = _Entry(samples, loop.create_future(), loop.time())
+        self._waiting.append(entry)
+        self._wakeup.set()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            # The client left: forget its clip now so it is never sent and not counted.
+            if not entry.future.cancel() and not entry.future.cancelled():
+                entry.future.exception()  # answered just as it left: mark it read, no warning
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            raise
+
+    async def stop(self, drain: bool = True) -> None:
+        """Refuse new clips; then answer every queued and in-flight clip before returning.
+
+        drain=False fails the queued clips with BatcherClosedError instead of running them
+        (the batch in flight still finishes: a thread cannot be interrupted).
+        """
+        self._closing = True
+        if not drain:
+            self._fail_waiting(BatcherClosedError("batcher stopped before this clip ran"))
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=False)  # its one thread is idle by now
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        max_wait_s = self._config.max_wait_ms / 1000
+        try:
+            while True:
+                # Clips whose caller left are dropped here, before any batch is cut.
+                self._waiting = [e for e in self._waiting if not e.future.done()]
+                if not self._waiting:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                batch, full = self._cut()
+                wait_s = self._waiting[0].enqueued_s + max_wait_s - loop.time()
+                if not full and not self._closing and wait_s > 0:
+                    # Room left: wait for company, stop(), or the oldest clip's deadline;
+                    # then cut again from what is waiting then.
+                    self._wakeup.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), wait_s)
+                    continue
+                chosen = set(batch)
+                self._waiting = [e for e in self._waiting if e not in chosen]
+                await self._run_batch(batch)
+        finally:
+            # Reached only on stop or on an unexpected error: no caller may wait forever.
+            self._closing = True
+            self._fail_waiting(BatcherClosedError("batcher stopped before this clip ran"))
+
+    def _cut(self) -> tuple[list[_Entry], bool]:
+        """The next batch from the waiting clips, and whether it is full (it holds
+        `max_batch_size` clips, or a waiting clip was left out for lack of budget)."""
+        cfg = self._config
+        anchor = self._waiting[0]
+        if cfg.group_by_length:
+            order = sorted(self._waiting, key=lambda e: len(e.clip))
+            lo = hi = next(i for i, e in enumerate(order) if e is anchor)
+        else:
+            order, lo, hi = self._waiting, 0, 0
+        longest = len(anchor.clip)
+        while hi - lo + 1 < cfg.max_batch_size:
+            # Neighbours in `order`; the one nearer in length to the oldest clip first.
+            options = [i for i in (lo - 1, hi + 1) if 0 <= i < len(order)]
+            options.sort(key=lambda i: abs(len(order[i].clip) - len(anchor.clip)))
+            for i in options:
+                grown = max(longest, len(order[i].clip))
+                if grown * (hi - lo + 2) <= cfg.max_batch_samples:
+                    lo, hi, longest = min(lo, i), max(hi, i), grown
+                    break
+            else:
+                break
+        batch = order[lo : hi + 1]
+        return batch, len(batch) == cfg.max_batch_size or len(batch) < len(order)
+
+    async def _run_batch(self, batch: list[_Entry]) -> None:
+        loop = asyncio.get_running_loop()
+        queue_wait_s = [loop.time() - e.enqueued_s for e in batch]
+        padded_samples = max(len(e.clip) for e in batch) * len(batch)
+        clips = [e.clip for e in batch]
+        started_s = time.perf_counter()
+        ok = False
+        try:
+            out = np.asarray(await loop.run_in_executor(self._executor, self._backend.infer, clips))
+            if out.ndim == 0 or out.shape[0] != len(batch):
+                raise ValueError(f"backend returned shape {out.shape} for {len(batch)} clips")
+        except asyncio.CancelledError:
+            # The loop itself is being cancelled (e.g. the event loop is closing).
+            self._fail(batch, BatcherClosedError("batcher cancelled while this clip ran"))
+            raise
+        except Exception as exc:
+            # This batch's callers get the error; the loop goes on with the next batch.
+            self._fail(batch, exc)
+        else:
+            ok = True
+            for i, entry in enumerate(batch):
+                if not entry.future.done():  # cancelled by a caller who left meanwhile
+                    entry.future.set_result(out[i])
+        infer_s = time.perf_counter() - started_s
+        per_clip_s = infer_s / len(batch)
+        self._s_per_clip = (
+            per_clip_s if self._s_per_clip is None else 0.8 * self._s_per_clip + 0.2 * per_clip_s
+        )
+        if self._on_batch is not None:
+            try:
+                self._on_batch(len(batch), padded_samples, queue_wait_s, infer_s, ok)
+            except Exception:
+                log.exception("on_batch callback failed")  # metrics must not stop serving
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _retry_after_s(self) -> int:
+        """Seconds until the queue has likely drained: depth × recent seconds per clip."""
+        if self._s_per_clip is None:
+            return 1
+        return max(1, math.ceil((len(self._waiting) + 1) * self._s_per_clip))
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        waiting, self._waiting = self._waiting, []
+        self._fail(waiting, exc)
+
+    @staticmethod
+    def _fail(entries: list[_Entry], exc: BaseException) -> None:
+        for entry in entries:
+            if not entry.future.done():
+                entry.future.set_exception(exc)

@@ -1,0 +1,97 @@
+"""Every setting of the service: a command-line flag and an EMODISTILL_ environment variable.
+
+`python -m service --max-batch-size 16` and `EMODISTILL_MAX_BATCH_SIZE=16` set the same
+field; flags win over the environment. Each field's description says its trade-off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMODISTILL_", extra="forbid")
+
+    model: Path = Field(Path("models/demo/bundle"), description="Model bundle folder (read only).")
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in a container.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0: any free).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA with model.fp16.onnx when onnxruntime-gpu sees a GPU."
+    )
+    int8: bool = Field(
+        False,
+        description="On CPU, serve model.int8.onnx if the bundle has it: faster, "
+        "slightly different probabilities (its agreement is in bundle.json).",
+    )
+    max_batch_size: int = Field(
+        32,
+        ge=1,
+        description="Most clips per model call. Larger: more throughput under load, "
+        "more latency for the clips that wait for a long one.",
+    )
+    max_batch_audio_s: float = Field(
+        64.0,
+        gt=0,
+        description="Padded audio per batch (longest clip × clips), in seconds: "
+        "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens.",
+    )
+    max_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        description="How long a request may wait for others to share its batch. "
+        "0: lowest latency when idle; a few ms: much higher throughput under load.",
+    )
+    max_queue: int = Field(
+        256,
+        ge=1,
+        description="Requests waiting for the model; beyond it, 503 with Retry-After "
+        "(fast failure instead of unbounded latency and memory).",
+    )
+    max_upload_mb: float = Field(
+        25.0,
+        gt=0,
+        description="Largest request body; larger uploads get 413 without being read into memory.",
+    )
+    max_audio_s: float = Field(
+        600.0,
+        gt=0,
+        description="Longest audio accepted (413 beyond). Long audio is scored "
+        "window by window, so this bounds work, not memory.",
+    )
+    window_s: float = Field(
+        10.0,
+        gt=0,
+        description="Clips longer than this are scored in windows of this length; "
+        "IEMOCAP utterances are mostly under 10 s.",
+    )
+    hop_s: float = Field(5.0, gt=0, description="Step between windows; < window_s overlaps.")
+    api_key: str | None = Field(
+        None,
+        description="If set, every route but health and metrics needs "
+        "'Authorization: Bearer <key>'.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off."
+    )
+    warmup: bool = Field(True, description="Run a full batch at start; not ready until done.")
+
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        if self.hop_s > self.window_s:
+            raise ValueError("hop_s must not exceed window_s (windows would skip audio)")
+        return self
+
+
+def settings_from_cli(argv: list[str] | None = None) -> Settings:
+    """Settings from flags (argv), then EMODISTILL_ variables, then defaults."""
+    from pydantic_settings import CliSettingsSource
+
+    args = list(argv or [])
+    source: CliSettingsSource[Settings] = CliSettingsSource(
+        Settings, cli_prog_name="python -m service", cli_parse_args=args, cli_kebab_case=True
+    )
+    return Settings(_cli_settings_source=source(args=args))  # type: ignore[call-arg]
