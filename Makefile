@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 # The torch requirement, installed before the project. `torch==2.13.0` takes the local CPU
 # build where pip is capped to it (this workplace, CI) and the normal CUDA wheel from PyPI
-# on a GPU host. A GPU host that wants another build: make install TORCH_SPEC='torch==2.14.1'
+# on a GPU host. A GPU host that wants another build: make install TORCH_SPEC='torch==2.14.1'.
+# Empty (TORCH_SPEC=) installs no torch: the service image.
 TORCH_SPEC ?= torch==2.13.0
 # Which extras of pyproject.toml to install. A GPU serving host swaps serve-cpu for serve
 # (onnxruntime-gpu; the two onnxruntime builds cannot share one environment).
@@ -24,7 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	test -z "$(TORCH_SPEC)" || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
@@ -46,9 +47,10 @@ $(DEMO_DIR)/checkpoint/config.json:
 $(DEMO_DIR)/bundle/bundle.json: $(DEMO_DIR)/checkpoint/config.json
 	$(BIN)/python -m export --checkpoint $(DEMO_DIR)/checkpoint --out $(DEMO_DIR)/bundle
 
+# Serves the demo bundle on http://127.0.0.1:8000 (the page at /, the API docs at /docs).
+# Settings: flags after ARGS=..., or EMODISTILL_* variables (python -m service --help).
 serve: demo
-	@echo "The demo bundle is in $(DEMO_DIR)/bundle ($(DEMO_DIR)/report.md). The service"
-	@echo "(python -m service) lands with the service issue; until then this stops here."
+	$(BIN)/python -m service --model $(DEMO_DIR)/bundle $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
