@@ -30,3 +30,32 @@ def wav_bytes(seconds: float, rate_hz: int = 16_000, freq_hz: float = 220.0, **k
     buffer = io.BytesIO()
     sf.write(buffer, x.astype(np.float32), rate_hz, format="WAV", **kw)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def live_server(bundle):
+    """The service on a free loopback port, in a thread, started and ready: its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(Settings(model=bundle, port=port, max_wait_ms=5))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the service did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
