@@ -13,6 +13,19 @@ import soundfile as sf
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
+# Every format and sample type the loader and the service must read.
+AUDIO_FORMATS = [
+    ("WAV", "PCM_U8"),
+    ("WAV", "PCM_16"),
+    ("WAV", "PCM_24"),
+    ("WAV", "PCM_32"),
+    ("WAV", "FLOAT"),
+    ("WAV", "DOUBLE"),
+    ("FLAC", "PCM_16"),
+    ("FLAC", "PCM_24"),
+    ("OGG", "VORBIS"),
+]
+
 
 def tone(seconds: float, rate_hz: int = 16_000, freq_hz: float = 440.0) -> np.ndarray:
     """float32 [samples]: a sine at half scale."""

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from emodistill.audio import SAMPLE_RATE_HZ, AudioDecodeError, duration_s, load_audio
-from tests.conftest import tone
+from tests.conftest import AUDIO_FORMATS, tone
 
 
 def dominant_hz(x: np.ndarray, rate_hz: int) -> float:
@@ -18,19 +18,7 @@ def dominant_hz(x: np.ndarray, rate_hz: int) -> float:
     return float(np.argmax(spectrum) * rate_hz / len(x))
 
 
-@pytest.mark.parametrize(
-    ("fmt", "subtype"),
-    [
-        ("WAV", "PCM_U8"),
-        ("WAV", "PCM_16"),
-        ("WAV", "PCM_24"),
-        ("WAV", "PCM_32"),
-        ("WAV", "FLOAT"),
-        ("WAV", "DOUBLE"),
-        ("FLAC", "PCM_16"),
-        ("OGG", "VORBIS"),
-    ],
-)
+@pytest.mark.parametrize(("fmt", "subtype"), AUDIO_FORMATS)
 @pytest.mark.parametrize("rate_hz", [8_000, 44_100, 192_000])
 def test_every_format_and_rate_becomes_16khz_mono_float32(tmp_path, fmt, subtype, rate_hz):
     stereo = np.stack([tone(1.0, rate_hz), tone(1.0, rate_hz)], axis=1)

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
+from tests.conftest import AUDIO_FORMATS
 
 RATE_HZ = 16_000
 LIMITS = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=2.0)
@@ -45,20 +46,7 @@ def status_of(data: bytes, content_type: str | None = None, limits: AudioLimits 
 # --- what decodes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fmt", "subtype"),
-    [
-        ("WAV", "PCM_U8"),
-        ("WAV", "PCM_16"),
-        ("WAV", "PCM_24"),
-        ("WAV", "PCM_32"),
-        ("WAV", "FLOAT"),
-        ("WAV", "DOUBLE"),
-        ("FLAC", "PCM_16"),
-        ("FLAC", "PCM_24"),
-        ("OGG", "VORBIS"),
-    ],
-)
+@pytest.mark.parametrize(("fmt", "subtype"), AUDIO_FORMATS)
 def test_every_format_decodes_to_float32_mono_at_model_rate(fmt: str, subtype: str) -> None:
     data = encode(tone(0.5, 22_050), 22_050, fmt, subtype)
     out = decode_upload(data, LIMITS, "audio/wav")

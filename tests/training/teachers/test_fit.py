@@ -32,16 +32,6 @@ PROSODIC = ProsodicTeacherConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers on a busy 2-core
-    machine slowed these tests up to 80x; one thread keeps them fast and stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _toy_fold(root: Path) -> tuple[FoldSplit, EgemapsCache]:
     """Speakers s1, s2 train, s3 validates, s4 tests; 12 clips each, 6 per class.
 

@@ -14,16 +14,6 @@ from training.teachers.linguistic import LinguisticTeacher, load_tokenizer, reso
 TOY_WORDS = ["happy", "joy", "great", "smile", "sad", "cry", "gloom", "tears", "the", "day"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers on a busy 2-core
-    machine slowed these tests up to 80x; one thread keeps them fast and stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), TOY_WORDS)

@@ -11,16 +11,6 @@ from training.teachers.prosodic import ProsodicResNet, batch_llds, downsample_ma
 CHANNELS = (4, 8, 8, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers on a busy 2-core
-    machine slowed these tests up to 80x; one thread keeps them fast and stable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model_with_nontrivial_bn(seed: int = 0) -> ProsodicResNet:
     """Eval-mode model whose BatchNorms map 0 to non-zero values, as a trained one does.
 
