@@ -18,7 +18,7 @@ DEMO_DIR ?= models/demo
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test demo serve clean
+.PHONY: install lint test demo serve bench clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ $(DEMO_DIR)/bundle/bundle.json: $(DEMO_DIR)/checkpoint/config.json
 # Settings: flags after ARGS=..., or EMODISTILL_* variables (python -m service --help).
 serve: demo
 	$(BIN)/python -m service --model $(DEMO_DIR)/bundle $(ARGS)
+
+# Benchmarks (scripts that print figures; never timed tests): a quick CPU run by default,
+# every size with FULL=1. Writes docs/bench/*.json, docs/bench/service.png, docs/benchmarks.md.
+bench: demo
+	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

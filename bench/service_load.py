@@ -1,11 +1,12 @@
 """Load on `python -m service` over loopback: cold start, latency, throughput, memory.
 
-    python bench/service_load.py --model models/demo/bundle [--requests 320] [--out FILE.json]
+    python bench/service_load.py --model models/demo/bundle [--concurrency 1,4,16,64]
+                                 [--requests 200] [--out FILE.json]
 
 Starts the service as a subprocess (so start-up is measured cold), then, bounded in requests
-and time: p50/p99 latency of one clip at concurrency 1, and throughput at a concurrency with
-batching on and with max batch size 1 (the same run, so the ratio compares like with like).
-Prints a table and writes JSON. Traffic goes to 127.0.0.1 only.
+per level: throughput and p50/p95/p99 latency at each concurrency, with batching on and with
+max batch size 1 (the same run, so ratios compare like with like); the mean batch size of
+each level comes from /metrics. Prints a table and writes JSON. Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -109,43 +110,66 @@ async def fire(url: str, body: bytes, total: int, concurrency: int) -> dict[str,
     }
 
 
-def mean_batch(url: str) -> float:
-    text = httpx.get(url + "/metrics").text
-    values = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line.startswith("emodistill_batch_size_")
-    }
-    count = values.get("emodistill_batch_size_count", 0)
-    return values.get("emodistill_batch_size_sum", 0) / count if count else float("nan")
+def batch_totals(url: str) -> tuple[float, float]:
+    """(clips, model calls) so far, from /metrics."""
+    values = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith("emodistill_batch_size_"):
+            name, value = line.split(" ")[:2]
+            values[name] = float(value)
+    return values.get("emodistill_batch_size_sum", 0.0), values.get(
+        "emodistill_batch_size_count", 0.0
+    )
 
 
-def run(args: argparse.Namespace) -> dict:
-    body = speech_like(args.clip_s)
+def run(model: str, clip_s: float, concurrencies: list[int], requests: int) -> dict:
+    """Both modes (batching; max batch size 1), each concurrency level in one service start."""
+    body = speech_like(clip_s)
     results: dict = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "clip_s": args.clip_s,
-        "command": " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "clip_s": clip_s,
+        "requests_per_level": requests,
+        "modes": {},
     }
-    for name, extra in (("batching", []), ("batch_size_1", ["--max-batch-size", "1"])):
-        process, url, cold_s = start_service(args.model, extra)
+    for mode, extra in (("batching", []), ("batch_size_1", ["--max-batch-size", "1"])):
+        process, url, cold_s = start_service(model, extra)
         try:
-            entry = {"cold_start_to_ready_s": cold_s}
-            entry["c1"] = asyncio.run(fire(url, body, args.latency_requests, 1))
-            entry[f"c{args.concurrency}"] = asyncio.run(
-                fire(url, body, args.requests, args.concurrency)
-            )
-            entry["mean_batch_size"] = mean_batch(url)
+            entry: dict = {"cold_start_to_ready_s": cold_s, "levels": {}}
+            for c in concurrencies:
+                before = batch_totals(url)
+                level = asyncio.run(fire(url, body, max(requests, 2 * c), c))
+                after = batch_totals(url)
+                calls = after[1] - before[1]
+                level["mean_batch_size"] = (after[0] - before[0]) / calls if calls else float("nan")
+                level["audio_s_per_s"] = level["requests_per_s"] * clip_s
+                entry["levels"][str(c)] = level
             entry["rss_mb"] = rss_mb(process.pid)
-            results[name] = entry
+            results["modes"][mode] = entry
         finally:
             process.terminate()
             process.wait(timeout=30)
-    c = f"c{args.concurrency}"
-    results["batching_speedup"] = (
-        results["batching"][c]["requests_per_s"] / results["batch_size_1"][c]["requests_per_s"]
-    )
     return results
+
+
+def print_table(results: dict) -> None:
+    print(f"machine: {results['machine']}; clip {results['clip_s']} s")
+    header = ["mode", "conc.", "req/s", "audio-s/s", "p50 ms", "p95 ms", "p99 ms", "mean batch"]
+    print(" | ".join(f"{h:>12}" for h in header))
+    for mode, entry in results["modes"].items():
+        for c, r in entry["levels"].items():
+            cells = [
+                r["requests_per_s"],
+                r["audio_s_per_s"],
+                r["p50_ms"],
+                r["p95_ms"],
+                r["p99_ms"],
+                r["mean_batch_size"],
+            ]
+            print(" | ".join([f"{mode:>12}", f"{c:>12}", *(f"{v:>12.2f}" for v in cells)]))
+        print(
+            f"{mode}: cold start to ready {entry['cold_start_to_ready_s']:.2f} s, "
+            f"RSS {entry['rss_mb']:.0f} MB"
+        )
 
 
 def main() -> None:
@@ -154,38 +178,14 @@ def main() -> None:
     )
     p.add_argument("--model", default="models/demo/bundle")
     p.add_argument("--clip-s", type=float, default=3.0)
-    p.add_argument("--latency-requests", type=int, default=50)
-    p.add_argument("--requests", type=int, default=320)
-    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--concurrency", default="1,4,16,64", help="levels, comma-separated")
+    p.add_argument("--requests", type=int, default=200, help="per level (at least 2 × concurrency)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    results = run(args)
-    c = f"c{args.concurrency}"
-    print(f"machine: {results['machine']}; clip {args.clip_s} s")
-    header = [
-        "",
-        "cold start s",
-        "p50 ms c=1",
-        "p99 ms c=1",
-        f"req/s c={args.concurrency}",
-        "audio-s/s",
-        "mean batch",
-        "RSS MB",
-    ]
-    print(" | ".join(f"{h:>12}" for h in header))
-    for name in ("batching", "batch_size_1"):
-        r = results[name]
-        row = [
-            r["cold_start_to_ready_s"],
-            r["c1"]["p50_ms"],
-            r["c1"]["p99_ms"],
-            r[c]["requests_per_s"],
-            r[c]["requests_per_s"] * args.clip_s,
-            r["mean_batch_size"],
-            r["rss_mb"],
-        ]
-        print(" | ".join([f"{name:>12}", *(f"{v:>12.2f}" for v in row)]))
-    print(f"throughput with batching / batch size 1: {results['batching_speedup']:.2f}x")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    results = run(args.model, args.clip_s, levels, args.requests)
+    results["command"] = " ".join(sys.argv)
+    print_table(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -115,6 +115,7 @@ def batch_llds(
     lld = torch.zeros(len(mats), 1, mats[0].shape[1], t_max)
     frame_mask = torch.zeros(len(mats), t_max, dtype=torch.bool)
     for i, m in enumerate(mats):
-        lld[i, 0, :, : m.shape[0]] = torch.from_numpy(np.ascontiguousarray(m.T, dtype=np.float32))
+        # torch.tensor copies: m may be a read-only array (an np.load, a cache hit).
+        lld[i, 0, :, : m.shape[0]] = torch.tensor(m.T, dtype=torch.float32)
         frame_mask[i, : m.shape[0]] = True
     return lld.to(device), frame_mask.to(device)

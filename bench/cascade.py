@@ -1,0 +1,219 @@
+"""What the student saves: the multimodal cascade EmoDistill removes vs the student alone.
+
+    python bench/cascade.py [--lengths-s 2,6,12] [--repeats 3] [--asr base,small] [--out FILE.json]
+
+Per clip, on the same hardware and the same clips (synthetic-corpus speech from espeak-ng):
+  cascade = ASR (Whisper-base or -small architecture) + BERT-base on the transcript
+            + openSMILE eGeMAPS + the prosodic ResNet + a fusion head
+  student = HuBERT-base through our ONNX path (batch 1, fp32, CPU provider)
+No weights can be downloaded here, so every network is its architecture with random
+weights: compute is what is measured, not accuracy. Whisper decodes greedily, forced to
+as many tokens as the clip's transcript has (counted with BERT's WordPiece, + 4 prompt
+tokens), with its KV cache, as generation would. Each stage is the median of `repeats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+)
+
+from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
+from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from export import onnx_graph
+from training.config import StudentConfig
+from training.corpus.synthetic_text import NEUTRAL, THING, TIME, WHO
+from training.features import extract_lld
+from training.student import build_classifier
+from training.teachers.linguistic import resolve_encoder
+from training.teachers.prosodic import ProsodicResNet, batch_llds
+
+WHISPER = {  # the published architectures
+    "base": dict(
+        d_model=512,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048,
+    ),
+    "small": dict(
+        d_model=768,
+        encoder_layers=12,
+        decoder_layers=12,
+        encoder_attention_heads=12,
+        decoder_attention_heads=12,
+        encoder_ffn_dim=3072,
+        decoder_ffn_dim=3072,
+    ),
+}
+
+
+def median_s(run: Callable[[], object], repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def speech(seconds: float, seed: int) -> tuple[np.ndarray, str]:
+    """espeak-ng speech of about `seconds`, cut to exactly that; its (approximate) transcript."""
+    rng = np.random.default_rng(seed)
+    words: list[str] = []
+    while len(words) < seconds * 2.8 + 4:  # ~2.8 words per second at espeak's default rate
+        words += (
+            rng.choice(NEUTRAL)
+            .format(who=rng.choice(WHO), thing=rng.choice(THING), time=rng.choice(TIME))
+            .split()
+        )
+    text = " ".join(words)
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["espeak-ng", "-w", f.name, text], check=True)
+        audio = load_audio(f.name)
+    n = int(seconds * SAMPLE_RATE_HZ)
+    kept = max(1, round(len(words) * min(1.0, n / len(audio))))  # the words the cut keeps
+    return np.pad(audio, (0, max(0, n - len(audio))))[:n], " ".join(words[:kept])
+
+
+class Cascade:
+    def __init__(self, asr: str, tokenizer):
+        torch.manual_seed(0)
+        config = WhisperConfig(num_mel_bins=80, vocab_size=51865, **WHISPER[asr])
+        self.whisper = WhisperForConditionalGeneration(config).eval()
+        self.features = WhisperFeatureExtractor()
+        self.tokenizer = tokenizer
+        self.bert = BertModel(BertConfig()).eval()  # bert-base-uncased's architecture
+        self.prosodic = ProsodicResNet(4).eval()
+        self.fusion = torch.nn.Linear(768 + 128, 4)
+
+    @torch.inference_mode()
+    def asr(self, audio: np.ndarray, n_tokens: int) -> None:
+        mel = self.features(audio, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt").input_features
+        encoded = self.whisper.model.encoder(mel).last_hidden_state
+        token = torch.tensor([[50258]])  # <|startoftranscript|>
+        past = None
+        for _ in range(n_tokens):
+            out = self.whisper(
+                encoder_outputs=(encoded,),
+                decoder_input_ids=token,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+            token = out.logits[:, -1:].argmax(-1)
+
+    @torch.inference_mode()
+    def text(self, transcript: str) -> torch.Tensor:
+        enc = self.tokenizer(transcript, return_tensors="pt")
+        return self.bert(**enc).pooler_output
+
+    @torch.inference_mode()
+    def prosody(self, lld: np.ndarray) -> torch.Tensor:
+        return self.prosodic(*batch_llds([lld]))[1]
+
+    @torch.inference_mode()
+    def fuse(self, z_text: torch.Tensor, z_prosody: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fusion(torch.cat([z_text, z_prosody], dim=-1)), dim=-1)
+
+
+def student_session(workdir: Path) -> ort.InferenceSession:
+    torch.manual_seed(0)
+    model = build_classifier(
+        StudentConfig(pretrained=None, preset="base"), ["a", "b", "c", "d"]
+    ).eval()
+    onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        str(workdir / "student.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--lengths-s", default="2,6,12")
+    p.add_argument("--asr", default="base,small", help="Whisper architectures to try")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_encoder("all-MiniLM-L6-v2")
+    )  # bert-base-uncased vocab
+    cascades = {name: Cascade(name, tokenizer) for name in args.asr.split(",")}
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+        "repeats": args.repeats,
+        "clips": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        session = student_session(Path(tmp))
+        for i, seconds in enumerate(float(s) for s in args.lengths_s.split(",")):
+            audio, transcript = speech(seconds, seed=i)
+            n_tokens = len(tokenizer.tokenize(transcript)) + 4
+            values, mask = pad_batch([audio])
+            row: dict = {"transcript_tokens": n_tokens}
+            row["student_ms"] = 1000 * median_s(
+                lambda v=values, m=mask: session.run(None, {INPUT_VALUES: v, ATTENTION_MASK: m}),
+                args.repeats,
+            )
+            shared = next(iter(cascades.values()))
+            lld = extract_lld(audio)
+            z_text, z_prosody = shared.text(transcript), shared.prosody(lld)
+            row["egemaps_ms"] = 1000 * median_s(lambda a=audio: extract_lld(a), args.repeats)
+            row["bert_base_ms"] = 1000 * median_s(
+                lambda t=transcript, c=shared: c.text(t), args.repeats
+            )
+            row["prosodic_resnet_ms"] = 1000 * median_s(
+                lambda x=lld, c=shared: c.prosody(x), args.repeats
+            )
+            row["fusion_ms"] = 1000 * median_s(
+                lambda a=z_text, b=z_prosody, c=shared: c.fuse(a, b), args.repeats
+            )
+            rest = (
+                row["egemaps_ms"]
+                + row["bert_base_ms"]
+                + row["prosodic_resnet_ms"]
+                + row["fusion_ms"]
+            )
+            for name, cascade in cascades.items():
+                asr_ms = 1000 * median_s(
+                    lambda a=audio, c=cascade, n=n_tokens: c.asr(a, n), args.repeats
+                )
+                row[f"whisper_{name}_ms"] = asr_ms
+                row[f"cascade_{name}_ms"] = asr_ms + rest
+                row[f"ratio_{name}"] = (asr_ms + rest) / row["student_ms"]
+            results["clips"][f"{seconds:g}s"] = row
+            print(
+                f"{seconds:g} s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True
+            )
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

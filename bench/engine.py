@@ -1,0 +1,141 @@
+"""Engine throughput of the student, PyTorch vs onnxruntime, at several batch sizes and lengths.
+
+    python bench/engine.py [--preset base|tiny] [--batch-sizes 1,8,32] [--lengths-s 2,6]
+                           [--repeats 3] [--out FILE.json]
+
+One set of random-init weights (the architecture is what costs; weights do not), exported
+with the same code as a bundle. CPU: PyTorch eager fp32, ONNX fp32, ONNX int8. On a GPU
+also PyTorch fp32 and bf16 and ONNX fp16 with the CUDA provider, and the fraction of the
+compute ceiling (shared/reference/serving.md: ≈14 GFLOP per audio-second for HuBERT-base,
+≈790 dense fp16 TFLOP/s on an H100/H200). Each figure is the median of `repeats` timed
+runs after one warm-up run. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
+from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from export import onnx_graph
+from training.batch_invariant import classify
+from training.config import StudentConfig
+from training.student import build_classifier
+
+GFLOP_PER_AUDIO_S = {"base": 14.0, "large": 36.0}
+PEAK_FP16_TFLOPS = 790.0  # H100/H200 dense fp16, shared/reference/serving.md
+
+
+def timed(run: Callable[..., object], repeats: int, *args: object) -> float:
+    """Median wall seconds of `run(*args)` over `repeats` runs, after one warm-up run."""
+    run(*args)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(*args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def engines(preset: str, workdir: Path) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
+    torch.manual_seed(0)
+    model = build_classifier(
+        StudentConfig(pretrained=None, preset=preset), ["a", "b", "c", "d"]
+    ).eval()
+    onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ)
+    onnx_graph.quantize_int8(workdir / "model.onnx", workdir / "model.int8.onnx")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
+
+    def torch_engine(device: str, dtype: torch.dtype | None):
+        m = model.to(device)
+
+        @torch.inference_mode()
+        def run(values: np.ndarray, mask: np.ndarray):
+            x, am = torch.from_numpy(values).to(device), torch.from_numpy(mask).to(device)
+            with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+                logits = classify(m, x, am)[0]
+            return logits.float().cpu()
+
+        return run
+
+    def onnx_engine(path: Path, providers: list):
+        session = ort.InferenceSession(str(path), options, providers=providers)
+        return lambda values, mask: session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
+
+    out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
+    out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", ["CPUExecutionProvider"])
+    out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", ["CPUExecutionProvider"])
+    if torch.cuda.is_available():
+        out["pytorch-fp32-cuda"] = torch_engine("cuda", None)
+        out["pytorch-bf16-cuda"] = torch_engine("cuda", torch.bfloat16)
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            onnx_graph.convert_fp16(workdir / "model.onnx", workdir / "model.fp16.onnx")
+            cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+            out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", [cuda])
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--preset", default="base", choices=["tiny", "base", "large"])
+    p.add_argument("--batch-sizes", default="1,8,32")
+    p.add_argument("--lengths-s", default="2,6")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    lengths = [float(s) for s in args.lengths_s.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, run in engines(args.preset, Path(tmp)).items():
+            for seconds in lengths:
+                for batch in batch_sizes:
+                    clips = [
+                        0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)).astype(np.float32)
+                        for _ in range(batch)
+                    ]
+                    values, mask = pad_batch(clips)
+                    wall = timed(run, args.repeats, values, mask)
+                    row = {
+                        "engine": name,
+                        "clip_s": seconds,
+                        "batch": batch,
+                        "ms_per_batch": 1000 * wall,
+                        "audio_s_per_s": batch * seconds / wall,
+                    }
+                    if name.endswith("cuda") and args.preset in GFLOP_PER_AUDIO_S:
+                        tflops = row["audio_s_per_s"] * GFLOP_PER_AUDIO_S[args.preset] / 1000
+                        row["fraction_of_ceiling"] = tflops / PEAK_FP16_TFLOPS
+                    rows.append(row)
+                    print(
+                        f"{name:18} {seconds:4.0f} s × {batch:<3} {row['ms_per_batch']:10.1f} ms "
+                        f"{row['audio_s_per_s']:10.1f} audio-s/s",
+                        flush=True,
+                    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores" + (
+        f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    )
+    result = {"machine": machine, "preset": args.preset, "repeats": args.repeats, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
