@@ -69,7 +69,10 @@ SCRIPTS = {
 }
 
 
-def run_all(settings: dict[str, list[str]], model: str) -> dict[str, tuple[str, dict]]:
+def run_all(
+    settings: dict[str, list[str]], model: str, report_only: bool = False
+) -> dict[str, tuple[str, dict]]:
+    """Run each script (unless report_only) and read its JSON: {name: (command, results)}."""
     OUT.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, args in settings.items():
@@ -78,8 +81,9 @@ def run_all(settings: dict[str, list[str]], model: str) -> dict[str, tuple[str, 
         if name == "service":
             command += ["--model", model]
         shown = " ".join(["python", *command[1:]])
-        print(f"\n$ {shown}", flush=True)
-        subprocess.run(command, check=True)
+        if not report_only:
+            print(f"\n$ {shown}", flush=True)
+            subprocess.run(command, check=True)
         results[name] = (shown, json.loads(out.read_text()))
     return results
 
@@ -220,8 +224,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--full", action="store_true", help="every size and length (long on a CPU)")
     p.add_argument("--model", default="models/demo/bundle", help="bundle for the service load")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from docs/bench")
     args = p.parse_args()
-    results = run_all(FULL if args.full else QUICK, args.model)
+    results = run_all(FULL if args.full else QUICK, args.model, args.report_only)
     plot_service(results["service"][1])
     print(f"\nreport: {write_report(results, args.full)}")
 

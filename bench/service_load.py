@@ -106,6 +106,7 @@ async def fire(url: str, body: bytes, total: int, concurrency: int) -> dict[str,
         "wall_s": wall,
         "requests_per_s": total / wall,
         "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "p95_ms": 1000 * float(np.percentile(latencies, 95)),
         "p99_ms": 1000 * float(np.percentile(latencies, 99)),
     }
 
