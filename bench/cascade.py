@@ -18,16 +18,14 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from engine import timed  # bench/ is this script's folder
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -67,16 +65,6 @@ WHISPER = {  # the published architectures
         decoder_ffn_dim=3072,
     ),
 }
-
-
-def median_s(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def speech(seconds: float, seed: int) -> tuple[np.ndarray, str]:
@@ -177,21 +165,21 @@ def main() -> None:
             n_tokens = len(tokenizer.tokenize(transcript)) + 4
             values, mask = pad_batch([audio])
             row: dict = {"transcript_tokens": n_tokens}
-            row["student_ms"] = 1000 * median_s(
+            row["student_ms"] = 1000 * timed(
                 lambda v=values, m=mask: session.run(None, {INPUT_VALUES: v, ATTENTION_MASK: m}),
                 args.repeats,
             )
             shared = next(iter(cascades.values()))
             lld = extract_lld(audio)
             z_text, z_prosody = shared.text(transcript), shared.prosody(lld)
-            row["egemaps_ms"] = 1000 * median_s(lambda a=audio: extract_lld(a), args.repeats)
-            row["bert_base_ms"] = 1000 * median_s(
+            row["egemaps_ms"] = 1000 * timed(lambda a=audio: extract_lld(a), args.repeats)
+            row["bert_base_ms"] = 1000 * timed(
                 lambda t=transcript, c=shared: c.text(t), args.repeats
             )
-            row["prosodic_resnet_ms"] = 1000 * median_s(
+            row["prosodic_resnet_ms"] = 1000 * timed(
                 lambda x=lld, c=shared: c.prosody(x), args.repeats
             )
-            row["fusion_ms"] = 1000 * median_s(
+            row["fusion_ms"] = 1000 * timed(
                 lambda a=z_text, b=z_prosody, c=shared: c.fuse(a, b), args.repeats
             )
             rest = (
@@ -201,7 +189,7 @@ def main() -> None:
                 + row["fusion_ms"]
             )
             for name, cascade in cascades.items():
-                asr_ms = 1000 * median_s(
+                asr_ms = 1000 * timed(
                     lambda a=audio, c=cascade, n=n_tokens: c.asr(a, n), args.repeats
                 )
                 row[f"whisper_{name}_ms"] = asr_ms

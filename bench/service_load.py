@@ -27,17 +27,19 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from export.parity import probe_clips
 
-def speech_like(seconds: float, rate_hz: int = 16_000, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate_hz)) / rate_hz
-    f0 = 140 * (1 + 0.2 * np.sin(2 * np.pi * 0.7 * t))
-    voice = sum(np.sin(k * 2 * np.pi * np.cumsum(f0) / rate_hz) / k for k in range(1, 6))
-    x = 0.2 * voice * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) + 0.01 * rng.standard_normal(
-        t.size
-    )
+
+def speech_like(seconds: float, rate_hz: int = 16_000) -> bytes:
+    """One of export's speech-like probe clips, as 16-bit WAV bytes."""
     buffer = io.BytesIO()
-    sf.write(buffer, x.astype(np.float32), rate_hz, format="WAV", subtype="PCM_16")
+    sf.write(
+        buffer,
+        probe_clips(1, seconds, seconds, rate_hz)[0],
+        rate_hz,
+        format="WAV",
+        subtype="PCM_16",
+    )
     return buffer.getvalue()
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from .corpus.manifest import (
+    MANIFEST_FILE,
     ManifestError,
     Utterance,
     label_counts,
@@ -65,7 +66,7 @@ def cmd_prepare_manifest(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_synthetic(args: argparse.Namespace) -> None:
-    from .corpus.synthetic import EspeakMissingError, SyntheticConfig, build_corpus
+    from .corpus.synthetic import EspeakMissingError, SyntheticConfig, build_corpus, read_meta
 
     config = SyntheticConfig(
         seed=args.seed,
@@ -74,27 +75,16 @@ def cmd_prepare_synthetic(args: argparse.Namespace) -> None:
         workers=args.workers,
     )
     try:
-        rows = build_corpus(config, args.out, progress=not args.quiet)
+        rows = build_corpus(config, args.out, progress=not args.quiet)  # writes the manifest
     except EspeakMissingError as err:
         sys.exit(f"error: {err}")
     audio_s = sum(r.duration_s for r in rows)
-    modes = Counter(m["mode"] for m in _meta(args.out).values())
+    modes = Counter(m["mode"] for m in read_meta(args.out).values())
     print(f"synthetic corpus: {len(rows)} utterances, {audio_s / 60:.1f} audio-minutes")
     print("per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items()))
     print("label carried by: " + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())))
-    _finish(rows, list(_labels()), args.out, args.n_val_speakers)
-
-
-def _meta(out: Path) -> dict[str, dict[str, str]]:
-    from .corpus.synthetic import read_meta
-
-    return read_meta(out)
-
-
-def _labels() -> tuple[str, ...]:
-    from .corpus.iemocap import FOUR_CLASS_LABELS
-
-    return FOUR_CLASS_LABELS
+    print(f"wrote {args.out / MANIFEST_FILE}")
+    _write_all_folds(rows, args.out, args.n_val_speakers)
 
 
 def cmd_folds(args: argparse.Namespace) -> None:
