@@ -10,7 +10,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # Which extras of pyproject.toml to install. A GPU serving host swaps serve-cpu for serve
 # (onnxruntime-gpu; the two onnxruntime builds cannot share one environment).
-EXTRAS ?= train,export,serve-cpu,dev
+EXTRAS ?= train,export,serve-cpu,dev,bench
 # Images built on a PyTorch base pass --system-site-packages so the base torch is reused.
 VENV_FLAGS ?=
 DEMO_DIR ?= models/demo
@@ -53,9 +53,10 @@ serve: demo
 	$(BIN)/python -m service --model $(DEMO_DIR)/bundle $(ARGS)
 
 # Benchmarks (scripts that print figures; never timed tests): a quick CPU run by default,
-# every size with FULL=1. Writes docs/bench/*.json, docs/bench/service.png, docs/benchmarks.md.
+# every size with FULL=1, the GPU set with GPU=1 (on a GPU host, installed with
+# EXTRAS=train,export,serve,dev,bench). Writes docs/bench/*.json and .png, docs/benchmarks.md.
 bench: demo
-	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,)
+	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,) $(if $(GPU),--gpu,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,15 +1,18 @@
-"""`python -m bench [--full]` (make bench): run the benchmarks, write docs/benchmarks.md.
+"""`python -m bench [--full | --gpu]` (make bench): run the benchmarks, write docs/benchmarks.md.
 
-Quick by default (minutes on 2 CPU cores); --full runs every size and length. Each script
-prints its table; this collects their JSON into docs/bench/, draws the plots and writes the
-report with the machine and the exact commands. GPU sections stay "pending" unless a GPU
-was present in this run: figures are never carried over or invented.
+Quick by default (minutes on 2 CPU cores); --full runs every size and length on the CPU;
+--gpu runs the GPU set (engine up to batch 128, the base bundle's CUDA parity, the service on
+CUDA) and needs onnxruntime-gpu. Each script prints its table; this collects their JSON into
+docs/bench/, draws the plots and writes the report with the machine and the exact commands.
+A section whose JSON is absent says "pending": figures are never invented. Each section names
+the machine and command of its own run, and every ratio is taken within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,129 +24,193 @@ import matplotlib.pyplot as plt
 
 DOCS = Path("docs")
 OUT = DOCS / "bench"
+BASE_BUNDLE = "models/bench/base_bundle"
 
-QUICK = {
-    "engine": ["--preset", "base", "--batch-sizes", "1,8", "--lengths-s", "2", "--repeats", "2"],
-    "engine_tiny": [
-        "--preset",
-        "tiny",
-        "--batch-sizes",
-        "1,8,32",
-        "--lengths-s",
-        "2",
-        "--repeats",
-        "3",
-    ],
-    "cascade": ["--lengths-s", "2,6,12", "--asr", "base", "--repeats", "2"],
-    "service": ["--concurrency", "1,4,16,64", "--requests", "150", "--clip-s", "2"],
+# name: (script, its arguments). "{model}" is the demo bundle given to --model.
+Settings = dict[str, tuple[str, str]]
+ENGINE_CPU = "--devices cpu --preset"
+QUICK: Settings = {
+    "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8 --lengths-s 2"),
+    "engine_tiny": ("engine.py", f"{ENGINE_CPU} tiny --batch-sizes 1,8,32 --lengths-s 2"),
+    "cascade": ("cascade.py", "--lengths-s 2,6,12 --asr base --repeats 2"),
+    "service": ("service_load.py", "--model {model} --requests 150 --repeats 2"),
+    "base_bundle": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
+    "service_base": ("service_load.py", f"--model {BASE_BUNDLE} --requests 64 --repeats 1"),
 }
-FULL = {
-    "engine": [
-        "--preset",
-        "base",
-        "--batch-sizes",
-        "1,8,32",
-        "--lengths-s",
-        "2,6",
-        "--repeats",
-        "3",
-    ],
-    "engine_tiny": [
-        "--preset",
-        "tiny",
-        "--batch-sizes",
-        "1,8,32",
-        "--lengths-s",
-        "2,6",
-        "--repeats",
-        "5",
-    ],
-    "cascade": ["--lengths-s", "2,6,12", "--asr", "base,small", "--repeats", "3"],
-    "service": ["--concurrency", "1,4,16,64", "--requests", "500", "--clip-s", "2"],
+FULL: Settings = {
+    "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8,32 --lengths-s 2,6"),
+    "engine_tiny": (
+        "engine.py",
+        f"{ENGINE_CPU} tiny --batch-sizes 1,8,32 --lengths-s 2,6 --repeats 5",
+    ),
+    "cascade": ("cascade.py", "--lengths-s 2,6,12 --asr base,small --repeats 3"),
+    "service": ("service_load.py", "--model {model} --requests 500 --repeats 3"),
+    "base_bundle": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
+    "service_base": ("service_load.py", f"--model {BASE_BUNDLE} --requests 128 --repeats 2"),
 }
-SCRIPTS = {
-    "engine": "engine.py",
-    "engine_tiny": "engine.py",
-    "cascade": "cascade.py",
-    "service": "service_load.py",
+ENGINE_GPU = "--devices cuda --batch-sizes 1,8,32,128 --lengths-s 2,6 --repeats 10 --preset"
+GPU: Settings = {
+    "engine_gpu": ("engine.py", f"{ENGINE_GPU} base"),
+    "engine_tiny_gpu": ("engine.py", f"{ENGINE_GPU} tiny"),
+    "base_bundle_gpu": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
+    "service_gpu": (
+        "service_load.py",
+        f"--model {BASE_BUNDLE} --requests 500 --repeats 3 --service-args '--device cuda'",
+    ),
 }
+SERVICE_LEVELS = "--concurrency 1,4,16,64 --clip-s 2"
 
 
-def run_all(
-    settings: dict[str, list[str]], model: str, report_only: bool = False
-) -> dict[str, tuple[str, dict]]:
-    """Run each script (unless report_only) and read its JSON: {name: (command, results)}."""
+def command_for(name: str, script: str, args: str, model: str) -> list[str]:
+    if script == "service_load.py":
+        args += " " + SERVICE_LEVELS
+    words = shlex.split(args.replace("{model}", model))
+    return [sys.executable, f"bench/{script}", *words, "--out", str(OUT / f"{name}.json")]
+
+
+def shown(command: list[str]) -> str:
+    """The command as a reader would type it."""
+    return " ".join(["python", *(shlex.quote(a) for a in command[1:])])
+
+
+def run_all(settings: Settings, model: str) -> list[str]:
+    """Run each script, write its JSON; the names that failed (the others still run)."""
     OUT.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name, (script, args) in settings.items():
+        command = command_for(name, script, args, model)
+        print(f"\n$ {shown(command)}", flush=True)
+        if subprocess.run(command).returncode != 0:
+            failed.append(name)
+            continue
+        out = Path(command[-1])
+        data = json.loads(out.read_text())
+        data["command_shown"] = shown(command)  # what the report prints, exactly as run
+        out.write_text(json.dumps(data, indent=2) + "\n")
+    return failed
+
+
+def load_results(model: str) -> dict[str, tuple[str, dict]]:
+    """{name: (command, results)} for every JSON in docs/bench, with the command that made it."""
+    settings = {**FULL, **GPU}
     results = {}
-    for name, args in settings.items():
-        out = OUT / f"{name}.json"
-        command = [sys.executable, f"bench/{SCRIPTS[name]}", *args, "--out", str(out)]
-        if name == "service":
-            command += ["--model", model]
-        shown = " ".join(["python", *command[1:]])
-        if not report_only:
-            print(f"\n$ {shown}", flush=True)
-            subprocess.run(command, check=True)
-        results[name] = (shown, json.loads(out.read_text()))
+    for name, (script, args) in settings.items():
+        path = OUT / f"{name}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            results[name] = (
+                data.get("command_shown") or shown(command_for(name, script, args, model)),
+                data,
+            )
     return results
 
 
-def plot_service(service: dict) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, entry in service["modes"].items():
-        levels = sorted(entry["levels"], key=int)
-        xs = [int(c) for c in levels]
-        left.plot(xs, [entry["levels"][c]["audio_s_per_s"] for c in levels], "o-", label=mode)
-        right.plot(xs, [entry["levels"][c]["p50_ms"] for c in levels], "o-", label=f"{mode} p50")
-        right.plot(xs, [entry["levels"][c]["p99_ms"] for c in levels], "x--", label=f"{mode} p99")
+def plot_service(services: dict[str, dict], path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, service in services.items():
+        for mode, entry in service["modes"].items():
+            levels = sorted(entry["levels"], key=int)
+            xs = [int(c) for c in levels]
+            name = f"{label}, {mode}"
+            left.plot(xs, [entry["levels"][c]["audio_s_per_s"] for c in levels], "o-", label=name)
+            right.plot(
+                xs, [entry["levels"][c]["p50_ms"] for c in levels], "o-", label=f"{name} p50"
+            )
+            right.plot(
+                xs, [entry["levels"][c]["p99_ms"] for c in levels], "x--", label=f"{name} p99"
+            )
     for ax, title, unit in ((left, "throughput", "audio-seconds / s"), (right, "latency", "ms")):
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(unit)
-        ax.set_title(f"service {title} ({service['clip_s']:g} s clips)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_title(f"service {title} (2 s clips)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(OUT / "service.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def engine_table(shown: str, engine: dict) -> list[str]:
+def engine_table(shown_cmd: str, engine: dict) -> list[str]:
+    gpu = any(r["engine"].endswith("cuda") for r in engine["rows"])
+    reference = "pytorch-fp32-cuda" if gpu else "pytorch-fp32-cpu"
     lines = [
-        f"`{shown}` ({engine['machine']}, preset `{engine['preset']}`, median of "
-        f"{engine['repeats']} after a warm-up)",
+        f"`{shown_cmd}` ({engine['machine']}, preset `{engine['preset']}`, median of "
+        f"{engine['repeats']} after a warm-up; host arrays in, logits back on the host)",
         "",
-        "| engine | clip s | batch | ms per batch | audio-s/s | vs PyTorch |",
-        "|---|---|---|---|---|---|",
+        f"| engine | clip s | batch | ms per batch | audio-s/s | vs {reference} |"
+        + (" of ceiling |" if gpu else ""),
+        "|---|---|---|---|---|---|" + ("---|" if gpu else ""),
     ]
     base = {
         (r["clip_s"], r["batch"]): r["audio_s_per_s"]
         for r in engine["rows"]
-        if r["engine"] == "pytorch-fp32-cpu"
+        if r["engine"] == reference
     }
     for r in engine["rows"]:
         ratio = r["audio_s_per_s"] / base[(r["clip_s"], r["batch"])]
+        ceiling = (
+            f" {100 * r['fraction_of_ceiling']:.1f} % |"
+            if "fraction_of_ceiling" in r
+            else (" |" if gpu else "")
+        )
         lines.append(
             f"| {r['engine']} | {r['clip_s']:g} | {r['batch']} | {r['ms_per_batch']:.1f} | "
-            f"{r['audio_s_per_s']:.1f} | {ratio:.2f}× |"
+            f"{r['audio_s_per_s']:.1f} | {ratio:.2f}× |{ceiling}"
         )
     return lines
 
 
-def write_report(results: dict[str, tuple[str, dict]], full: bool) -> Path:
-    cascade_cmd, cascade = results["cascade"]
-    service_cmd, service = results["service"]
+def service_table(shown_cmd: str, service: dict, what: str) -> list[str]:
     lines = [
-        "# Benchmarks",
+        f"**{what}.** `{shown_cmd}` ({service['machine']}; the load generator shares the "
+        f"machine; requests/s is the median of {service['repeats']} rounds, latency over all).",
         "",
-        f"Regenerated by `make bench{' FULL=1' if full else ''}`. Every ratio compares figures "
-        "measured in the same run on the same machine. No GPU was present in this run: "
-        "the GPU rows of the issue (PyTorch fp32/bf16 and ONNX fp16 on CUDA, the fraction "
-        "of the compute ceiling, batching at concurrency 64 on a GPU) are **pending**.",
+        "| mode | clients | req/s | audio-s/s | p50 ms | p95 ms | p99 ms | mean batch "
+        "| service CPU ms/req | engine clips/s at that batch | service / engine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, entry in service["modes"].items():
+        for c, r in sorted(entry["levels"].items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {mode} | {c} | {r['requests_per_s']:.1f} | {r['audio_s_per_s']:.1f} | "
+                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['mean_batch_size']:.2f} | {r['service_cpu_ms_per_request']:.2f} | "
+                f"{r['engine_clips_per_s']:.1f} | {100 * r['service_over_engine']:.0f} % |"
+            )
+    modes = service["modes"]
+    memory = ", ".join(
+        f"{m}: RSS {e['rss_mb']:.0f} MB"
+        + (f", GPU {e['gpu_mb']:.0f} MB" if e.get("gpu_mb") else "")
+        for m, e in modes.items()
+    )
+    lines += [
         "",
-        "## 1. Cascade vs student (ms per clip)",
+        f"Batching / batch size 1 at {top_level(service)} clients: "
+        f"**{batching_speedup(service):.2f}×**. Cold start to ready: "
+        f"{modes['batching']['cold_start_to_ready_s']:.2f} s. {memory}.",
         "",
-        f"`{cascade_cmd}` ({cascade['machine']}, median of {cascade['repeats']}). Random "
+    ]
+    return lines
+
+
+def top_level(service: dict) -> str:
+    return str(max(int(c) for c in service["modes"]["batching"]["levels"]))
+
+
+def batching_speedup(service: dict) -> float:
+    top = top_level(service)
+    modes = service["modes"]
+    return (
+        modes["batching"]["levels"][top]["requests_per_s"]
+        / modes["batch_size_1"]["levels"][top]["requests_per_s"]
+    )
+
+
+def cascade_table(shown_cmd: str, cascade: dict) -> list[str]:
+    lines = [
+        f"`{shown_cmd}` ({cascade['machine']}, median of {cascade['repeats']}). Random "
         "weights in the published architectures (nothing can be downloaded here): compute, "
         "not accuracy. Whisper decodes greedily, forced to the transcript's token count.",
         "",
@@ -169,7 +236,6 @@ def write_report(results: dict[str, tuple[str, dict]], full: bool) -> Path:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for clip, row in cascade["clips"].items():
         cells = [
-            clip,
             row["student_ms"],
             row["egemaps_ms"],
             row["bert_base_ms"],
@@ -178,57 +244,184 @@ def write_report(results: dict[str, tuple[str, dict]], full: bool) -> Path:
             *(row[f"whisper_{a}_ms"] for a in asr),
         ]
         ratios = [f"**{row[f'ratio_{a}']:.1f}×**" for a in asr]
-        lines.append(
-            "| " + " | ".join([cells[0], *(f"{v:.1f}" for v in cells[1:]), *ratios]) + " |"
-        )
-    lines += ["", "## 2. Engine (CPU)", ""]
-    for name in ("engine", "engine_tiny"):
-        lines += [*engine_table(*results[name]), ""]
-    lines += [
-        "## 3. Service under load (CPU, loopback)",
+        lines.append("| " + " | ".join([clip, *(f"{v:.1f}" for v in cells), *ratios]) + " |")
+    return [*lines, ""]
+
+
+def pending(name: str, model: str) -> list[str]:
+    script, args = GPU[name]
+    return [
+        "**Pending**: no GPU run yet. On a GPU host: "
+        f"`{shown(command_for(name, script, args, model))}` (or `make bench GPU=1`).",
         "",
-        f"`{service_cmd}` ({service['machine']}; the load generator shares the cores).",
-        "",
-        "| mode | clients | req/s | audio-s/s | p50 ms | p95 ms | p99 ms | mean batch |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for mode, entry in service["modes"].items():
-        for c, r in sorted(entry["levels"].items(), key=lambda kv: int(kv[0])):
-            lines.append(
-                f"| {mode} | {c} | {r['requests_per_s']:.1f} | {r['audio_s_per_s']:.1f} | "
-                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['mean_batch_size']:.2f} |"
+
+
+def goals(results: dict[str, tuple[str, dict]]) -> list[str]:
+    """Where we stand against the issue's goals, from the figures above."""
+    rows = []
+    if "cascade" in results:
+        ratios = [
+            f"{r[k]:.1f}× ({c})"
+            for c, r in results["cascade"][1]["clips"].items()
+            for k in r
+            if k.startswith("ratio_")
+        ]
+        rows.append(("Student ≥ 5× cheaper than the cascade per utterance", ", ".join(ratios)))
+    if "engine" in results:
+        by = {
+            (r["engine"], r["clip_s"], r["batch"]): r["audio_s_per_s"]
+            for r in results["engine"][1]["rows"]
+        }
+        ratios = [
+            v / by[("pytorch-fp32-cpu", c, b)]
+            for (e, c, b), v in by.items()
+            if e == "onnx-fp32-cpu"
+        ]
+        rows.append(
+            (
+                "ONNX on CPU ≥ 1.3× PyTorch eager (HuBERT-base)",
+                f"{min(ratios):.2f}–{max(ratios):.2f}×",
             )
-    modes = service["modes"]
-    top = str(max(int(c) for c in modes["batching"]["levels"]))
-    speedup = (
-        modes["batching"]["levels"][top]["requests_per_s"]
-        / modes["batch_size_1"]["levels"][top]["requests_per_s"]
-    )
-    lines += [
+        )
+    for name, label in (("service", "tiny demo"), ("service_base", "HuBERT-base")):
+        if name in results:
+            service = results[name][1]
+            top = top_level(service)
+            rows.append(
+                (
+                    f"Batching at 64 clients ≥ 1.2× batch size 1 on CPU ({label})",
+                    f"{batching_speedup(service):.2f}×",
+                )
+            )
+            ratio = service["modes"]["batching"]["levels"][top]["service_over_engine"]
+            rows.append(
+                (
+                    f"Service ≥ 85 % of engine throughput at saturation ({label}, CPU)",
+                    f"{100 * ratio:.0f} %",
+                )
+            )
+    if "engine_gpu" in results:
+        gpu_rows = results["engine_gpu"][1]["rows"]
+        by = {(r["engine"], r["clip_s"], r["batch"]): r for r in gpu_rows}
+        fp16 = [
+            r["audio_s_per_s"] / by[("pytorch-fp32-cuda", r["clip_s"], r["batch"])]["audio_s_per_s"]
+            for r in gpu_rows
+            if r["engine"] == "onnx-fp16-cuda"
+        ]
+        if fp16:
+            rows.append(("ONNX fp16 on GPU ≥ 2× PyTorch fp32", f"{min(fp16):.2f}–{max(fp16):.2f}×"))
+        best = max(r.get("fraction_of_ceiling", 0.0) for r in gpu_rows)
+        rows.append(("GPU engine ≥ 30 % of the compute ceiling", f"best {100 * best:.1f} %"))
+    else:
+        rows.append(
+            (
+                "ONNX fp16 on GPU ≥ 2× PyTorch fp32; GPU engine ≥ 30 % of ceiling",
+                "pending (no GPU run)",
+            )
+        )
+    if "service_gpu" in results:
+        service = results["service_gpu"][1]
+        rows.append(
+            (
+                "Batching at 64 clients ≥ 5× batch size 1 on a GPU",
+                f"{batching_speedup(service):.2f}×",
+            )
+        )
+    else:
+        rows.append(("Batching at 64 clients ≥ 5× batch size 1 on a GPU", "pending (no GPU run)"))
+    return ["| goal | where we stand |", "|---|---|", *(f"| {g} | {v} |" for g, v in rows), ""]
+
+
+def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
+    lines = [
+        "# Benchmarks",
         "",
-        f"Batching / batch size 1 at {top} clients: **{speedup:.2f}×**. "
-        f"Cold start to ready: {modes['batching']['cold_start_to_ready_s']:.2f} s; RSS "
-        f"{modes['batching']['rss_mb']:.0f} MB (batching), "
-        f"{modes['batch_size_1']['rss_mb']:.0f} MB (batch size 1).",
+        "Regenerated by `make bench` (quick CPU run), `make bench FULL=1` (every size on the "
+        "CPU) and `make bench GPU=1` (the GPU set, on a GPU host). Each section names the "
+        "machine and command of its run; every ratio compares figures measured in one run. "
+        "What the service profile found, and what was changed for it: "
+        "[service-profile.md](service-profile.md).",
+        "",
+        "## Where we stand",
+        "",
+        *goals(results),
+        "## 1. Cascade vs student (ms per clip)",
+        "",
+    ]
+    lines += cascade_table(*results["cascade"]) if "cascade" in results else ["Pending.", ""]
+    lines += ["## 2. Engine", "", "### CPU", ""]
+    for name in ("engine", "engine_tiny"):
+        if name in results:
+            lines += [*engine_table(*results[name]), ""]
+    lines += [
+        "### GPU",
+        "",
+        "The ceiling is 14 GFLOP per audio-second (HuBERT-base) at 790 dense fp16 TFLOP/s "
+        "(`shared/reference/serving.md`); fp32 rows are held to the same ceiling.",
+        "",
+    ]
+    for name in ("engine_gpu", "engine_tiny_gpu"):
+        lines += [*engine_table(*results[name]), ""] if name in results else pending(name, model)
+    if "base_bundle_gpu" in results:
+        cmd, checks = results["base_bundle_gpu"]
+        lines += [
+            f"CUDA parity of the base bundle (`{cmd}`, {checks['device']}):",
+            "",
+            "```",
+            json.dumps(checks["cuda"], indent=2),
+            "```",
+            "",
+        ]
+    else:
+        lines += pending("base_bundle_gpu", model)
+    lines += [
+        "## 3. Service under load",
         "",
         "![service throughput and latency](bench/service.png)",
         "",
     ]
+    for name, what in (
+        ("service", "CPU, tiny demo bundle"),
+        ("service_base", "CPU, HuBERT-base bundle (random weights)"),
+    ):
+        if name in results:
+            lines += service_table(*results[name], what)
+    if "service_gpu" in results:
+        lines += service_table(*results["service_gpu"], "GPU, HuBERT-base bundle, fp16 on CUDA")
+    else:
+        lines += ["**GPU.** ", *pending("service_gpu", model)]
     path = DOCS / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
+    services = {
+        label: results[name][1]
+        for name, label in (
+            ("service", "tiny"),
+            ("service_base", "base"),
+            ("service_gpu", "base, GPU"),
+        )
+        if name in results
+    }
+    if services:
+        plot_service(services, OUT / "service.png")
     return path
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--full", action="store_true", help="every size and length (long on a CPU)")
-    p.add_argument("--model", default="models/demo/bundle", help="bundle for the service load")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--full", action="store_true", help="every size and length on the CPU (long)")
+    p.add_argument("--gpu", action="store_true", help="the GPU set (needs onnxruntime-gpu)")
+    p.add_argument("--model", default="models/demo/bundle", help="demo bundle for the service load")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from docs/bench")
     args = p.parse_args()
-    results = run_all(FULL if args.full else QUICK, args.model, args.report_only)
-    plot_service(results["service"][1])
-    print(f"\nreport: {write_report(results, args.full)}")
+    failed = []
+    if not args.report_only:
+        failed = run_all(GPU if args.gpu else FULL if args.full else QUICK, args.model)
+    print(f"\nreport: {write_report(load_results(args.model), args.model)}")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 main()

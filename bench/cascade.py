@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from engine import timed  # bench/ is this script's folder
+from timing import timed  # bench/ is this script's folder
 from transformers import (
     AutoTokenizer,
     BertConfig,

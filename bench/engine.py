@@ -14,22 +14,23 @@ runs after one warm-up run. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from timing import timed  # bench/ is this script's folder
 
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from export import onnx_graph
+from service.backend import CUDA_OPTIONS
 from training.batch_invariant import classify
 from training.config import StudentConfig
 from training.student import build_classifier
@@ -38,30 +39,20 @@ GFLOP_PER_AUDIO_S = {"base": 14.0, "large": 36.0}
 PEAK_FP16_TFLOPS = 790.0  # H100/H200 dense fp16, shared/reference/serving.md
 
 
-def timed(run: Callable[..., object], repeats: int, *args: object) -> float:
-    """Median wall seconds of `run(*args)` over `repeats` runs, after one warm-up run."""
-    run(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(*args)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def engines(preset: str, workdir: Path) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
+def engines(
+    preset: str, workdir: Path, devices: set[str]
+) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
     torch.manual_seed(0)
     model = build_classifier(
         StudentConfig(pretrained=None, preset=preset), ["a", "b", "c", "d"]
     ).eval()
     onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ)
-    onnx_graph.quantize_int8(workdir / "model.onnx", workdir / "model.int8.onnx")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
 
     def torch_engine(device: str, dtype: torch.dtype | None):
-        m = model.to(device)
+        m = copy.deepcopy(model).to(device)  # each engine its own copy: .to() moves in place
 
         @torch.inference_mode()
         def run(values: np.ndarray, mask: np.ndarray):
@@ -76,16 +67,22 @@ def engines(preset: str, workdir: Path) -> dict[str, Callable[[np.ndarray, np.nd
         session = ort.InferenceSession(str(path), options, providers=providers)
         return lambda values, mask: session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
 
-    out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
-    out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", ["CPUExecutionProvider"])
-    out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", ["CPUExecutionProvider"])
-    if torch.cuda.is_available():
+    if "cpu" in devices:
+        onnx_graph.quantize_int8(workdir / "model.onnx", workdir / "model.int8.onnx")
+        out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
+        out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", ["CPUExecutionProvider"])
+        out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", ["CPUExecutionProvider"])
+    if "cuda" in devices and torch.cuda.is_available():
+        # PyTorch's defaults: TF32 off for matrix products, on for cuDNN convolutions.
         out["pytorch-fp32-cuda"] = torch_engine("cuda", None)
         out["pytorch-bf16-cuda"] = torch_engine("cuda", torch.bfloat16)
         if "CUDAExecutionProvider" in ort.get_available_providers():
             onnx_graph.convert_fp16(workdir / "model.onnx", workdir / "model.fp16.onnx")
-            cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
-            out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", [cuda])
+            cuda = [("CUDAExecutionProvider", dict(CUDA_OPTIONS))]
+            out["onnx-fp32-cuda"] = onnx_engine(workdir / "model.onnx", cuda)
+            out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", cuda)
+        else:
+            print("onnxruntime has no CUDA provider here: no ONNX CUDA rows", flush=True)
     return out
 
 
@@ -97,6 +94,9 @@ def main() -> None:
     p.add_argument("--batch-sizes", default="1,8,32")
     p.add_argument("--lengths-s", default="2,6")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--devices", default="cpu,cuda", help="which engines: cpu, cuda (if present), or both"
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -104,7 +104,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in engines(args.preset, Path(tmp)).items():
+        for name, run in engines(args.preset, Path(tmp), set(args.devices.split(","))).items():
             for seconds in lengths:
                 for batch in batch_sizes:
                     clips = [
@@ -124,9 +124,11 @@ def main() -> None:
                         tflops = row["audio_s_per_s"] * GFLOP_PER_AUDIO_S[args.preset] / 1000
                         row["fraction_of_ceiling"] = tflops / PEAK_FP16_TFLOPS
                     rows.append(row)
+                    ceiling = row.get("fraction_of_ceiling")
                     print(
                         f"{name:18} {seconds:4.0f} s × {batch:<3} {row['ms_per_batch']:10.1f} ms "
-                        f"{row['audio_s_per_s']:10.1f} audio-s/s",
+                        f"{row['audio_s_per_s']:10.1f} audio-s/s"
+                        + (f" {100 * ceiling:5.1f} % of ceiling" if ceiling else ""),
                         flush=True,
                     )
     machine = f"{platform.machine()}, {os.cpu_count()} cores" + (

@@ -1,12 +1,19 @@
-"""Load on `python -m service` over loopback: cold start, latency, throughput, memory.
+"""Load on `python -m service` over loopback: cold start, latency, throughput, CPU, memory.
 
     python bench/service_load.py --model models/demo/bundle [--concurrency 1,4,16,64]
-                                 [--requests 200] [--out FILE.json]
+                                 [--requests 200] [--repeats 3] [--service-args "--device cuda"]
+                                 [--out FILE.json]
 
-Starts the service as a subprocess (so start-up is measured cold), then, bounded in requests
-per level: throughput and p50/p95/p99 latency at each concurrency, with batching on and with
-max batch size 1 (the same run, so ratios compare like with like); the mean batch size of
-each level comes from /metrics. Prints a table and writes JSON. Traffic stays on 127.0.0.1.
+Starts the service as a subprocess (so start-up is measured cold), then at each concurrency,
+after a warm-up burst, `repeats` rounds of `requests` requests: requests/s (median round),
+p50/p95/p99 latency (all rounds), the service process's CPU time per request, with batching
+on and with max batch size 1 (the same run, so ratios compare like with like). The mean batch
+size comes from /metrics. Last, the engine alone: the service's own backend class on the same
+bundle file and provider, timed in this process at each level's mean batch size, so
+service / engine is what HTTP, decoding and queueing cost. Prints a table and writes JSON.
+
+The load generator is aiohttp: httpx's client used 12 ms of CPU per request at 64
+connections (0.35 ms for aiohttp), enough to starve the service it shared 2 cores with.
 """
 
 from __future__ import annotations
@@ -15,19 +22,26 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import platform
+import shlex
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 import soundfile as sf
+from timing import timed  # bench/ is this script's folder
 
 from export.parity import probe_clips
+from service.backend import OnnxBackend
 
 
 def speech_like(seconds: float, rate_hz: int = 16_000) -> bytes:
@@ -56,6 +70,28 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gpu_mb(pid: int) -> float | None:
+    """Device memory the process holds, from nvidia-smi; None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
+    try:
+        lines = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in lines.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 2 and fields[0] == str(pid) and fields[1].isdigit():
+            return float(fields[1])
+    return None
+
+
 def start_service(model: str, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     start = time.perf_counter()
@@ -65,7 +101,7 @@ def start_service(model: str, extra: list[str]) -> tuple[subprocess.Popen, str, 
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = start + 120
+    deadline = start + 300
     while time.perf_counter() < deadline:
         try:
             if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
@@ -73,44 +109,36 @@ def start_service(model: str, extra: list[str]) -> tuple[subprocess.Popen, str, 
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
-            raise RuntimeError("the service exited during start-up")
+            raise RuntimeError(f"the service exited during start-up: {' '.join(extra)}")
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError("the service was not ready within 120 s")
+    raise RuntimeError("the service was not ready within 300 s")
 
 
-async def fire(url: str, body: bytes, total: int, concurrency: int) -> dict[str, float]:
+async def fire(url: str, body: bytes, total: int, concurrency: int) -> tuple[float, list[float]]:
+    """`total` POSTs from `concurrency` clients, each on its own kept-alive connection:
+    (wall seconds, latency of each request in seconds). Raises on any non-200 answer."""
     latencies: list[float] = []
-    statuses: list[int] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
+    left = total
+    headers = {"content-type": "audio/wav"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            queue.get_nowait()
-            start = time.perf_counter()
-            response = await client.post(
-                url + "/predict", content=body, headers={"content-type": "audio/wav"}
-            )
-            latencies.append(time.perf_counter() - start)
-            statuses.append(response.status_code)
+        async def client() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                start = time.perf_counter()
+                async with session.post(url + "/predict", data=body, headers=headers) as reply:
+                    await reply.read()
+                    if reply.status != 200:
+                        raise RuntimeError(f"/predict answered {reply.status}")
+                latencies.append(time.perf_counter() - start)
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-    ok = sum(s == 200 for s in statuses)
-    return {
-        "requests": total,
-        "ok": ok,
-        "wall_s": wall,
-        "requests_per_s": total / wall,
-        "p50_ms": 1000 * float(np.percentile(latencies, 50)),
-        "p95_ms": 1000 * float(np.percentile(latencies, 95)),
-        "p99_ms": 1000 * float(np.percentile(latencies, 99)),
-    }
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return time.perf_counter() - start, latencies
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -125,38 +153,113 @@ def batch_totals(url: str) -> tuple[float, float]:
     )
 
 
-def run(model: str, clip_s: float, concurrencies: list[int], requests: int) -> dict:
+def measure_level(
+    url: str, pid: int, body: bytes, concurrency: int, requests: int, repeats: int
+) -> dict:
+    """One concurrency level: a warm-up burst, then `repeats` rounds of `requests`."""
+    requests = max(requests, 2 * concurrency)
+    asyncio.run(fire(url, body, min(requests, 4 * concurrency), concurrency))
+    before_calls, before_cpu = batch_totals(url), cpu_s(pid)
+    rates, latencies = [], []
+    for _ in range(repeats):
+        wall, times = asyncio.run(fire(url, body, requests, concurrency))
+        rates.append(requests / wall)
+        latencies += times
+    service_cpu = cpu_s(pid) - before_cpu
+    after_calls = batch_totals(url)
+    calls = after_calls[1] - before_calls[1]
+    return {
+        "requests": requests * repeats,
+        "requests_per_s": statistics.median(rates),
+        "requests_per_s_rounds": rates,
+        "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+        "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+        "service_cpu_ms_per_request": 1000 * service_cpu / (requests * repeats),
+        "mean_batch_size": (after_calls[0] - before_calls[0]) / calls if calls else math.nan,
+    }
+
+
+def engine_clips_per_s(
+    model: str, device: str, clip: np.ndarray, batch_sizes: set[int], repeats: int
+) -> dict[int, float]:
+    """The service's backend alone (same file, provider and padding), clips/s per batch size."""
+    backend = OnnxBackend(Path(model), device=device)
+    rounds = max(5, repeats)
+    return {b: b / timed(backend.infer, rounds, [clip] * b) for b in sorted(batch_sizes)}
+
+
+def option(args: list[str], flag: str, default: str) -> str:
+    return args[args.index(flag) + 1] if flag in args[:-1] else default
+
+
+def run(
+    model: str,
+    clip_s: float,
+    concurrencies: list[int],
+    requests: int,
+    repeats: int,
+    service_args: list[str],
+) -> dict:
     """Both modes (batching; max batch size 1), each concurrency level in one service start."""
     body = speech_like(clip_s)
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "clip_s": clip_s,
         "requests_per_level": requests,
+        "repeats": repeats,
+        "service_args": service_args,
         "modes": {},
     }
-    for mode, extra in (("batching", []), ("batch_size_1", ["--max-batch-size", "1"])):
-        process, url, cold_s = start_service(model, extra)
+    modes = {"batching": [], "batch_size_1": ["--max-batch-size", "1"]}
+    for mode, extra in modes.items():
+        process, url, cold_s = start_service(model, [*service_args, *extra])
         try:
             entry: dict = {"cold_start_to_ready_s": cold_s, "levels": {}}
             for c in concurrencies:
-                before = batch_totals(url)
-                level = asyncio.run(fire(url, body, max(requests, 2 * c), c))
-                after = batch_totals(url)
-                calls = after[1] - before[1]
-                level["mean_batch_size"] = (after[0] - before[0]) / calls if calls else float("nan")
+                level = measure_level(url, process.pid, body, c, requests, repeats)
                 level["audio_s_per_s"] = level["requests_per_s"] * clip_s
                 entry["levels"][str(c)] = level
+                print(f"  {mode} c={c}: {level['requests_per_s']:.1f} req/s", flush=True)
             entry["rss_mb"] = rss_mb(process.pid)
+            entry["gpu_mb"] = gpu_mb(process.pid)
             results["modes"][mode] = entry
         finally:
             process.terminate()
             process.wait(timeout=30)
+    # The engine at the batch sizes the service formed; the same decoded clip the service saw.
+    clip = sf.read(io.BytesIO(body), dtype="float32")[0]
+    sizes = {
+        max(1, round(level["mean_batch_size"]))
+        for entry in results["modes"].values()
+        for level in entry["levels"].values()
+        if not math.isnan(level["mean_batch_size"])
+    }
+    device = option(service_args, "--device", "auto")
+    engine = engine_clips_per_s(model, device, clip, sizes, repeats)
+    results["engine_clips_per_s"] = {str(b): v for b, v in engine.items()}
+    for entry in results["modes"].values():
+        for level in entry["levels"].values():
+            b = max(1, round(level["mean_batch_size"])) if level["mean_batch_size"] > 0 else 1
+            level["engine_clips_per_s"] = engine[b]
+            level["service_over_engine"] = level["requests_per_s"] / engine[b]
     return results
 
 
 def print_table(results: dict) -> None:
     print(f"machine: {results['machine']}; clip {results['clip_s']} s")
-    header = ["mode", "conc.", "req/s", "audio-s/s", "p50 ms", "p95 ms", "p99 ms", "mean batch"]
+    header = [
+        "mode",
+        "conc.",
+        "req/s",
+        "audio-s/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "mean batch",
+        "CPU ms/req",
+        "/engine",
+    ]
     print(" | ".join(f"{h:>12}" for h in header))
     for mode, entry in results["modes"].items():
         for c, r in entry["levels"].items():
@@ -167,11 +270,14 @@ def print_table(results: dict) -> None:
                 r["p95_ms"],
                 r["p99_ms"],
                 r["mean_batch_size"],
+                r["service_cpu_ms_per_request"],
+                r["service_over_engine"],
             ]
             print(" | ".join([f"{mode:>12}", f"{c:>12}", *(f"{v:>12.2f}" for v in cells)]))
+        gpu = f", GPU {entry['gpu_mb']:.0f} MB" if entry.get("gpu_mb") else ""
         print(
             f"{mode}: cold start to ready {entry['cold_start_to_ready_s']:.2f} s, "
-            f"RSS {entry['rss_mb']:.0f} MB"
+            f"RSS {entry['rss_mb']:.0f} MB{gpu}"
         )
 
 
@@ -182,11 +288,14 @@ def main() -> None:
     p.add_argument("--model", default="models/demo/bundle")
     p.add_argument("--clip-s", type=float, default=3.0)
     p.add_argument("--concurrency", default="1,4,16,64", help="levels, comma-separated")
-    p.add_argument("--requests", type=int, default=200, help="per level (at least 2 × concurrency)")
+    p.add_argument("--requests", type=int, default=200, help="per round (at least 2 × clients)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds per level")
+    p.add_argument("--service-args", default="", help='extra flags, e.g. "--device cuda"')
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    results = run(args.model, args.clip_s, levels, args.requests)
+    service_args = shlex.split(args.service_args)
+    results = run(args.model, args.clip_s, levels, args.requests, args.repeats, service_args)
     results["command"] = " ".join(sys.argv)
     print_table(results)
     if args.out:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 from importlib import resources
 from typing import Any
 
@@ -67,19 +66,6 @@ def _authorize(request: Request) -> None:
 def _require_ready(request: Request) -> None:
     if not _state(request).ready:
         raise HTTPException(503, "model not ready", {"Retry-After": "1"})
-
-
-async def count_requests(request: Request, call_next):
-    """Requests by route and status, and latency, for /metrics."""
-    start = time.perf_counter()
-    response = await call_next(request)
-    metrics = _state(request).metrics
-    if metrics is not None:
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - start)
-    return response
 
 
 async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:

@@ -40,10 +40,12 @@ class Settings(BaseSettings):
         "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens.",
     )
     max_wait_ms: float = Field(
-        5.0,
+        0.0,
         ge=0,
-        description="How long a request may wait for others to share its batch. "
-        "0: lowest latency when idle; a few ms: much higher throughput under load.",
+        description="How long a request may wait for others to share its batch. 0: a batch "
+        "leaves as soon as the model is free, and requests arriving while it runs form the "
+        "next one (lowest latency, full batches under load); more helps only when requests "
+        "arrive far apart yet the model is busy.",
     )
     max_queue: int = Field(
         256,

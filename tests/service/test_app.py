@@ -206,6 +206,15 @@ def test_full_queue_answers_503_with_retry_after_and_failures_stay_local(bundle)
         assert post_wav(client, _wav_float(boom)).status_code == 500
         assert post_wav(client, wav_bytes(0.5)).status_code == 200  # the service went on
         assert metric(client, "emodistill_inference_failures_total") == 1
+        # Every answer is counted under its route and status, unmatched paths too.
+        assert client.get("/nowhere").status_code == 404
+        for code in (200, 500, 503):
+            sent = sum(r.status_code == code for r in answers) + (code != 503)
+            assert (
+                metric(client, "emodistill_requests_total", route="/predict", status=str(code))
+                == sent
+            )
+        assert metric(client, "emodistill_requests_total", route="unmatched", status="404") == 1
 
 
 def test_bounded_load_every_request_answered_and_counted(bundle):

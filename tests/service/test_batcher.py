@@ -384,3 +384,25 @@ def test_submit_before_start_and_bad_settings_are_refused() -> None:
         BatcherConfig(max_batch_size=0)
     with pytest.raises(ValueError):
         BatcherConfig(max_wait_ms=-1)
+
+
+def test_no_wait_sends_a_lone_clip_at_once_and_batches_what_arrives_meanwhile() -> None:
+    """max_wait_ms=0 (the service default): an idle backend gets a lone clip immediately;
+    clips arriving while a batch runs leave together as the next batch."""
+    backend = FakeBackend(held=True)
+
+    async def main() -> tuple[float, list[np.ndarray]]:
+        async with running(backend, max_batch_size=8, max_wait_ms=0) as b:
+            started_s = time.perf_counter()
+            first = asyncio.ensure_future(b.submit(clip(10, 1)))
+            await until(backend.entered.is_set)  # sent with no company and no wait
+            sent_after_s = time.perf_counter() - started_s
+            later = [asyncio.ensure_future(b.submit(clip(10, i))) for i in range(2, 8)]
+            await until(lambda: b.queue_depth == 6)
+            backend.gate.set()
+            return sent_after_s, await asyncio.gather(first, *later)
+
+    sent_after_s, rows = run(main)
+    assert sent_after_s < 1.0  # no deadline to wait for; generous for a shared machine
+    assert [len(batch) for batch in backend.batches] == [1, 6]
+    assert [row[1] for row in rows] == list(range(1, 8))
