@@ -5,11 +5,12 @@
 Per clip, on the same hardware and the same clips (synthetic-corpus speech from espeak-ng):
   cascade = ASR (Whisper-base or -small architecture) + BERT-base on the transcript
             + openSMILE eGeMAPS + the prosodic ResNet + a fusion head
-  student = HuBERT-base through our ONNX path (batch 1, fp32, CPU provider)
+  student = HuBERT-base through our ONNX path (batch 1, CPU provider), fp32 and int8
 No weights can be downloaded here, so every network is its architecture with random
 weights: compute is what is measured, not accuracy. Whisper decodes greedily, forced to
 as many tokens as the clip's transcript has (counted with BERT's WordPiece, + 4 prompt
-tokens), with its KV cache, as generation would. Each stage is the median of `repeats`.
+tokens), with its KV cache, as generation would. Each stage is the median of `repeats`,
+the stages timed in alternation (bench/timing.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from timing import timed  # bench/ is this script's folder
+from timing import timed_together  # bench/ is this script's folder
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -127,17 +130,21 @@ class Cascade:
         return torch.softmax(self.fusion(torch.cat([z_text, z_prosody], dim=-1)), dim=-1)
 
 
-def student_session(workdir: Path) -> ort.InferenceSession:
+def student_sessions(workdir: Path) -> dict[str, ort.InferenceSession]:
+    """The HuBERT-base student as the service runs it on a CPU: fp32, and int8 (`--int8`)."""
     torch.manual_seed(0)
     model = build_classifier(
         StudentConfig(pretrained=None, preset="base"), ["a", "b", "c", "d"]
     ).eval()
     onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ)
+    onnx_graph.quantize_int8(workdir / "student.onnx", workdir / "student.int8.onnx")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(workdir / "student.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as served
+    return {
+        name: ort.InferenceSession(str(workdir / file), options, providers=["CPUExecutionProvider"])
+        for name, file in (("student", "student.onnx"), ("student_int8", "student.int8.onnx"))
+    }
 
 
 def main() -> None:
@@ -159,42 +166,33 @@ def main() -> None:
         "clips": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        session = student_session(Path(tmp))
+        students = student_sessions(Path(tmp))
         for i, seconds in enumerate(float(s) for s in args.lengths_s.split(",")):
             audio, transcript = speech(seconds, seed=i)
             n_tokens = len(tokenizer.tokenize(transcript)) + 4
             values, mask = pad_batch([audio])
-            row: dict = {"transcript_tokens": n_tokens}
-            row["student_ms"] = 1000 * timed(
-                lambda v=values, m=mask: session.run(None, {INPUT_VALUES: v, ATTENTION_MASK: m}),
-                args.repeats,
-            )
+            feed = {INPUT_VALUES: values, ATTENTION_MASK: mask}
             shared = next(iter(cascades.values()))
             lld = extract_lld(audio)
             z_text, z_prosody = shared.text(transcript), shared.prosody(lld)
-            row["egemaps_ms"] = 1000 * timed(lambda a=audio: extract_lld(a), args.repeats)
-            row["bert_base_ms"] = 1000 * timed(
-                lambda t=transcript, c=shared: c.text(t), args.repeats
+            stages: dict[str, Callable[[], object]] = {
+                **{name: partial(s.run, None, feed) for name, s in students.items()},
+                "egemaps": partial(extract_lld, audio),
+                "bert_base": partial(shared.text, transcript),
+                "prosodic_resnet": partial(shared.prosody, lld),
+                "fusion": partial(shared.fuse, z_text, z_prosody),
+                **{f"whisper_{n}": partial(c.asr, audio, n_tokens) for n, c in cascades.items()},
+            }
+            walls = timed_together(stages, args.repeats)
+            row: dict = {"transcript_tokens": n_tokens}
+            row.update({f"{name}_ms": 1000 * wall for name, wall in walls.items()})
+            rest = sum(
+                row[f"{k}_ms"] for k in ("egemaps", "bert_base", "prosodic_resnet", "fusion")
             )
-            row["prosodic_resnet_ms"] = 1000 * timed(
-                lambda x=lld, c=shared: c.prosody(x), args.repeats
-            )
-            row["fusion_ms"] = 1000 * timed(
-                lambda a=z_text, b=z_prosody, c=shared: c.fuse(a, b), args.repeats
-            )
-            rest = (
-                row["egemaps_ms"]
-                + row["bert_base_ms"]
-                + row["prosodic_resnet_ms"]
-                + row["fusion_ms"]
-            )
-            for name, cascade in cascades.items():
-                asr_ms = 1000 * timed(
-                    lambda a=audio, c=cascade, n=n_tokens: c.asr(a, n), args.repeats
-                )
-                row[f"whisper_{name}_ms"] = asr_ms
-                row[f"cascade_{name}_ms"] = asr_ms + rest
-                row[f"ratio_{name}"] = (asr_ms + rest) / row["student_ms"]
+            for name in cascades:
+                row[f"cascade_{name}_ms"] = row[f"whisper_{name}_ms"] + rest
+                row[f"ratio_{name}"] = row[f"cascade_{name}_ms"] / row["student_ms"]
+                row[f"ratio_{name}_int8"] = row[f"cascade_{name}_ms"] / row["student_int8_ms"]
             results["clips"][f"{seconds:g}s"] = row
             print(
                 f"{seconds:g} s: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True

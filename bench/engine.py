@@ -8,7 +8,8 @@ with the same code as a bundle. CPU: PyTorch eager fp32, ONNX fp32, ONNX int8. O
 also PyTorch fp32 and bf16 and ONNX fp16 with the CUDA provider, and the fraction of the
 compute ceiling (shared/reference/serving.md: ≈14 GFLOP per audio-second for HuBERT-base,
 ≈790 dense fp16 TFLOP/s on an H100/H200). Each figure is the median of `repeats` timed
-runs after one warm-up run. Prints a table and writes JSON.
+runs after one warm-up run; the engines are timed in alternation (bench/timing.py), so a slow
+spell of a shared machine lands on all of them alike. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from timing import timed  # bench/ is this script's folder
+from timing import timed_together  # bench/ is this script's folder
 
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
@@ -49,6 +51,8 @@ def engines(
     onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # As the service runs it, and so idle threads of one engine never slow the next one timed.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
 
     def torch_engine(device: str, dtype: torch.dtype | None):
@@ -104,15 +108,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in engines(args.preset, Path(tmp), set(args.devices.split(","))).items():
-            for seconds in lengths:
-                for batch in batch_sizes:
-                    clips = [
-                        0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)).astype(np.float32)
-                        for _ in range(batch)
-                    ]
-                    values, mask = pad_batch(clips)
-                    wall = timed(run, args.repeats, values, mask)
+        runs = engines(args.preset, Path(tmp), set(args.devices.split(",")))
+        for seconds in lengths:
+            for batch in batch_sizes:
+                clips = [
+                    0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)).astype(np.float32)
+                    for _ in range(batch)
+                ]
+                values, mask = pad_batch(clips)
+                walls = timed_together(
+                    {name: partial(run, values, mask) for name, run in runs.items()}, args.repeats
+                )
+                for name, wall in walls.items():
                     row = {
                         "engine": name,
                         "clip_s": seconds,
@@ -131,6 +138,8 @@ def main() -> None:
                         + (f" {100 * ceiling:5.1f} % of ceiling" if ceiling else ""),
                         flush=True,
                     )
+        order = list(runs)
+        rows.sort(key=lambda r: order.index(r["engine"]))  # stable: lengths, batches kept
     machine = f"{platform.machine()}, {os.cpu_count()} cores" + (
         f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     )
