@@ -69,14 +69,30 @@ def _require_ready(request: Request) -> None:
 
 
 async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
-    """Await `work`, cancelling it if the client goes away (its clips then never run)."""
-    while True:
-        done, _ = await asyncio.wait({work}, timeout=0.05)
-        if done:
-            return work.result()
-        if await request.is_disconnected():
-            work.cancel()
-            raise HTTPException(499, "client closed the request")
+    """Await `work`, cancelling it if the client goes away (its clips then never run).
+
+    The body has been read, so the next ASGI message can only be the disconnect: one task
+    waits for it. (Polling `is_disconnected()` every 50 ms was 8 % of the event loop's time
+    at 64 clients in a py-spy profile.)"""
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        watcher.cancel()
+        if watcher.done() and not watcher.cancelled():
+            watcher.exception()  # retrieved, so a failed receive is never logged as lost
+    if work in done:
+        return work.result()
+    work.cancel()
+    raise HTTPException(499, "client closed the request")
 
 
 async def _score(request: Request, samples: np.ndarray) -> dict[str, Any]:

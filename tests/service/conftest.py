@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +34,18 @@ def wav_bytes(seconds: float, rate_hz: int = 16_000, freq_hz: float = 220.0, **k
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")
-def live_server(bundle):
-    """The service on a free loopback port, in a thread, started and ready: its base URL."""
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port, in a thread, until the block ends: its URL."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import Settings
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(Settings(model=bundle, port=port, max_wait_ms=5))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -56,6 +54,18 @@ def live_server(bundle):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the service did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(bundle):
+    """The service on a free loopback port, in a thread, started and ready: its base URL."""
+    from service.app import create_app
+    from service.settings import Settings
+
+    with serving(create_app(Settings(model=bundle, max_wait_ms=5))) as url:
+        yield url

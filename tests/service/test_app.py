@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,7 +23,7 @@ from emodistill.bundle import MODEL_FP32, load_bundle
 from service.app import create_app
 from service.backend import OnnxBackend
 from service.settings import Settings
-from tests.service.conftest import wav_bytes
+from tests.service.conftest import serving, wav_bytes
 
 LABELS = ["neutral", "angry", "sad", "happy"]
 
@@ -256,3 +261,72 @@ def test_openapi_and_page(bundle):
     assert page.status_code == 200 and "Record" in page.text and "predict" in page.text
     assert load_bundle(bundle).labels == LABELS
     assert json.loads((bundle / "bundle.json").read_text())["name"] == "emodistill"
+
+
+class GatedBackend:
+    """A real model behind a gate: every call waits until the test opens it. Records the
+    batch sizes it was called with."""
+
+    made: ClassVar[list[GatedBackend]] = []
+
+    def __init__(self, bundle, *_):
+        self.real = OnnxBackend(bundle)
+        self.metadata = self.real.metadata
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.calls: list[int] = []
+        GatedBackend.made.append(self)
+
+    def infer(self, clips):
+        self.calls.append(len(clips))
+        self.entered.set()
+        assert self.gate.wait(timeout=30), "the test never opened the gate"
+        return self.real.infer(clips)
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
+    """Through uvicorn and a real socket: a request whose client closes the connection while
+    its clip waits is dropped from the queue (never run) and counted as 499; the request
+    ahead of it is still answered."""
+    app = create_app(
+        Settings(model=bundle, max_batch_size=1, warmup=False), backend_factory=GatedBackend
+    )
+    with serving(app) as url, ThreadPoolExecutor(1) as pool:
+        backend = GatedBackend.made[-1]
+        first = pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.5), timeout=60)
+        assert backend.entered.wait(timeout=30)  # the model is busy with the first clip
+
+        def depth() -> float:
+            return float(metric_at(url, "emodistill_queue_depth"))
+
+        body = wav_bytes(0.7)
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as client:
+            head = (
+                f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: audio/wav\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            client.sendall(head.encode() + body)
+            wait_for(lambda: depth() == 1)  # the second clip waits behind the first
+        wait_for(lambda: depth() == 0)  # hung up: dropped from the queue
+        backend.gate.set()
+        assert first.result(timeout=60).status_code == 200
+        assert backend.calls == [1]  # the dropped clip never reached the model
+        wait_for(
+            lambda: metric_at(url, "emodistill_requests_total", route="/predict", status="499") == 1
+        )
+
+
+def metric_at(url: str, name: str, **labels) -> float:
+    """metric(), over real HTTP."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}}" if labels else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
