@@ -66,7 +66,8 @@ class OnnxBackend:
         options.log_severity_level = 3
         # onnxruntime's intra-op threads spin after each run by default, burning the cores
         # the event loop needs to parse and decode the next requests. Off, the service used
-        # half the CPU per request (17.9 -> 7.2 ms, tiny model, 2 cores; docs/benchmarks.md).
+        # half the CPU per request (14 -> 7 ms at one client, tiny model, 2 cores;
+        # docs/service-profile.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_file), options, providers=providers)
         self.provider = self.session.get_providers()[0]
