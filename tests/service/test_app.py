@@ -36,7 +36,7 @@ def post_wav(client: TestClient, data: bytes, **kw):
     return client.post("/predict", content=data, headers={"content-type": "audio/wav", **kw})
 
 
-def metric(client: TestClient, name: str, **labels) -> float:
+def metric(client: TestClient | httpx.Client, name: str, **labels) -> float:
     """A sample's value from /metrics (0 if absent)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in client.get("/metrics").text.splitlines():
@@ -297,13 +297,13 @@ def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
     app = create_app(
         Settings(model=bundle, max_batch_size=1, warmup=False), backend_factory=GatedBackend
     )
-    with serving(app) as url, ThreadPoolExecutor(1) as pool:
+    with serving(app) as url, httpx.Client(base_url=url) as http, ThreadPoolExecutor(1) as pool:
         backend = GatedBackend.made[-1]
         first = pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.5), timeout=60)
         assert backend.entered.wait(timeout=30)  # the model is busy with the first clip
 
         def depth() -> float:
-            return float(metric_at(url, "emodistill_queue_depth"))
+            return float(metric(http, "emodistill_queue_depth"))
 
         body = wav_bytes(0.7)
         host, port = url.removeprefix("http://").split(":")
@@ -319,14 +319,5 @@ def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
         assert first.result(timeout=60).status_code == 200
         assert backend.calls == [1]  # the dropped clip never reached the model
         wait_for(
-            lambda: metric_at(url, "emodistill_requests_total", route="/predict", status="499") == 1
+            lambda: metric(http, "emodistill_requests_total", route="/predict", status="499") == 1
         )
-
-
-def metric_at(url: str, name: str, **labels) -> float:
-    """metric(), over real HTTP."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}}" if labels else f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
