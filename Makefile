@@ -3,31 +3,48 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# The torch requirement, installed before the project. `torch==2.13.0` takes the local CPU
-# build where pip is capped to it (this workplace, CI) and the normal CUDA wheel from PyPI
-# on a GPU host. A GPU host that wants another build: make install TORCH_SPEC='torch==2.14.1'.
+# The GPU stack's versions (CUDA, driver, torch, onnxruntime): one home, read here and by `make lock`.
+include versions.env
+# Which lock of requirements/ to install (requirements/lock.sh says what each is for): dev here
+# and in CI, dev-gpu on a GPU workstation; the images name their own.
+LOCK ?= dev
+# The torch requirement, installed after the lock (which leaves torch out). `torch==X` takes the
+# local CPU build where pip is capped to it (this workplace, CI) and PyPI's CUDA build elsewhere;
+# where no CUDA is wanted, point pip at a CPU build for this step alone:
+# TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu' (or --find-links DIR).
 # Empty (TORCH_SPEC=) installs no torch: the service image.
-TORCH_SPEC ?= torch==2.13.0
-# Which extras of pyproject.toml to install. A GPU serving host swaps serve-cpu for serve
-# (onnxruntime-gpu; the two onnxruntime builds cannot share one environment).
-EXTRAS ?= train,export,serve-cpu,dev,bench
-# Images built on a PyTorch base pass --system-site-packages so the base torch is reused.
-VENV_FLAGS ?=
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+TORCH_PIP_ARGS ?=
 DEMO_DIR ?= models/demo
+# The local stand-in for debian:bookworm-slim that make compose-test builds and uses.
+BASE_IMAGE_LOCAL ?= emodistill/bookworm-slim:local
 
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEPS := $(VENV)/.deps-$(LOCK)
+STAMP := $(VENV)/.installed-$(LOCK)
 
-.PHONY: install lint test demo serve bench clean
+.PHONY: install deps lock lint test demo serve bench images compose-test gpu-check clean
 
 install: $(STAMP)
+deps: $(DEPS)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	test -z "$(TORCH_SPEC)" || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+# Dependencies alone (the images cache this layer apart from the code): exactly the lock,
+# hashes checked, then torch.
+$(DEPS): requirements/$(LOCK).txt versions.env
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/$(LOCK).txt
+	test -z "$(TORCH_SPEC)" || $(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	touch $@
+
+# The project itself on top, built from the lock's setuptools; `pip check` proves the set whole.
+$(STAMP): $(DEPS) pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+# Refreshes every lock from pyproject.toml and versions.env (needs uv: pip install uv).
+lock:
+	UV="$$(command -v uv || echo $(BIN)/uv)" bash requirements/lock.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -54,9 +71,41 @@ serve: demo
 
 # Benchmarks (scripts that print figures; never timed tests): a quick CPU run by default,
 # every size with FULL=1, the GPU set with GPU=1 (on a GPU host, installed with
-# EXTRAS=train,export,serve,dev,bench). Writes docs/bench/*.json and .png, docs/benchmarks.md.
+# LOCK=dev-gpu). Writes docs/bench/*.json and .png, docs/benchmarks.md.
 bench: demo
 	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,) $(if $(GPU),--gpu,)
+
+# The GPU checklist (bench --gpu: engines eager and compiled, CUDA parity, the service on CUDA,
+# training steps) on a bare GPU host: PyTorch with CUDA 13 installed, no network, no project
+# install. First, on any machine with network: `make gpu-wheels` (every other wheel, about
+# 500 MB, into $(GPU_WHEELS)/); carry the checkout with that folder to the host; there,
+# `make gpu-check` writes docs/bench/gpu.json and docs/benchmarks.md.
+GPU_WHEELS ?= gpu-wheels
+GPU_PYTHON ?= python3
+GPU_VENV ?= .gpu-venv
+GPU_PLATFORMS := $(foreach n,2_17 2_24 2_27 2_28 2_31 2_34 2_35,--platform manylinux_$(n)_x86_64) \
+	--platform manylinux2014_x86_64 --platform linux_x86_64 --platform any
+
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary :all: --implementation cp \
+		--python-version 3.12 $(GPU_PLATFORMS) -d $(GPU_WHEELS) -r requirements/gpu-check.txt
+
+gpu-check:
+	test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --find-links $(GPU_WHEELS) \
+		--no-deps -r requirements/gpu-check.txt
+	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+	$(GPU_VENV)/bin/python -m bench --gpu
+
+# The deployment as a user runs it, on this machine (docker/engine.sh installs and starts a
+# Docker engine and Compose v2 where missing; docker/base-image.sh builds debian:bookworm-slim
+# locally): both images built, the CPU compose stack up from an empty models volume, a real
+# request checked against the venv's service, and the GPU image's CUDA libraries checked.
+compose-test: install
+	bash docker/engine.sh
+	bash docker/base-image.sh $(BASE_IMAGE_LOCAL)
+	EMODISTILL_COMPOSE_TEST=1 BASE_IMAGE=$(BASE_IMAGE_LOCAL) \
+		$(BIN)/python -m pytest -m compose tests/docker/test_deployment.py -v -s -p no:cacheprovider --timeout 3000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

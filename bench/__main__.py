@@ -48,15 +48,21 @@ FULL: Settings = {
     "base_bundle": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
     "service_base": ("service_load.py", f"--model {BASE_BUNDLE} --requests 128 --repeats 2"),
 }
-ENGINE_GPU = "--devices cuda --batch-sizes 1,8,32,128 --lengths-s 2,6 --repeats 10 --preset"
+# The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and
+# compiled; the base bundle's CUDA parity; the service on CUDA; one training step of the
+# base student in bf16 at the paper's per-GPU batch (128 / 4) and crop, and HuBERT-large's.
+ENGINE_GPU = "--devices cuda --batch-sizes 1,8,32,64 --lengths-s 2,8 --repeats 10 --preset"
+TRAIN_GPU = "--bf16 --batch 32 --crop-s 8 --preset"
 GPU: Settings = {
-    "engine_gpu": ("engine.py", f"{ENGINE_GPU} base"),
+    "engine_gpu": ("engine.py", f"{ENGINE_GPU} base --compile"),
     "engine_tiny_gpu": ("engine.py", f"{ENGINE_GPU} tiny"),
     "base_bundle_gpu": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
     "service_gpu": (
         "service_load.py",
         f"--model {BASE_BUNDLE} --requests 500 --repeats 3 --service-args '--device cuda'",
     ),
+    "train_gpu": ("train_probe.py", f"{TRAIN_GPU} base --steps 20"),
+    "train_large_gpu": ("train_probe.py", f"{TRAIN_GPU} large --steps 3"),
 }
 SERVICE_LEVELS = "--concurrency 1,4,16,64 --clip-s 2"
 
@@ -244,7 +250,7 @@ def pending(name: str, model: str) -> list[str]:
     script, args = GPU[name]
     return [
         "**Pending**: no GPU run yet. On a GPU host: "
-        f"`{shown(command_for(name, script, args, model))}` (or `make bench GPU=1`).",
+        f"`{shown(command_for(name, script, args, model))}` (or all of them: `make gpu-check`).",
         "",
     ]
 
@@ -331,6 +337,39 @@ def goals(results: dict[str, tuple[str, dict]]) -> list[str]:
     return ["| goal | where we stand |", "|---|---|", *(f"| {g} | {v} |" for g, v in rows), ""]
 
 
+def training_table(results: dict[str, tuple[str, dict]], model: str) -> list[str]:
+    lines = [
+        "One EmoDistill step (student, both projection heads, the loss against cached teacher "
+        "outputs, AdamW) in bf16 at the paper's per-GPU batch, 128 / 4 = 32 crops of 8 s "
+        "(`bench/train_probe.py`).",
+        "",
+    ]
+    rows = [results[name] for name in ("train_gpu", "train_large_gpu") if name in results]
+    if not rows:
+        return [*lines, *pending("train_gpu", model)]
+    lines += [
+        "| student | device | batch × crop | ms / step | audio-s / s | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['device']} | {r['batch']} × {r['crop_s']:.0f} s | "
+            f"{r['ms_per_step']:.0f} | {r['audio_s_per_s']:.0f} | {r['peak_memory_mb']:.0f} MB |"
+        )
+    return [*lines, "", *(f"`{cmd}`" for cmd, _ in rows), ""]
+
+
+def write_gpu_summary(results: dict[str, tuple[str, dict]]) -> Path | None:
+    """docs/bench/gpu.json: every figure of the GPU checklist in one file, with its command."""
+    measured = {name: {"command": cmd, **data} for name, (cmd, data) in results.items()
+                if name in GPU}  # fmt: skip
+    if not measured:
+        return None
+    path = OUT / "gpu.json"
+    path.write_text(json.dumps(measured, indent=2) + "\n")
+    return path
+
+
 def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
     lines = [
         "# Benchmarks",
@@ -400,6 +439,8 @@ def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
         lines += service_table(*results["service_gpu"], "GPU, HuBERT-base bundle, fp16 on CUDA")
     else:
         lines += ["**GPU.**", "", *pending("service_gpu", model)]
+    lines += ["## 4. Training on a GPU", "", *training_table(results, model)]
+    write_gpu_summary(results)
     path = DOCS / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
     services = {
@@ -427,6 +468,11 @@ def main() -> None:
     p.add_argument("--only", default=None, help="run these sections alone, e.g. engine,service")
     args = p.parse_args()
     failed = []
+    if args.gpu and not args.report_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("error: the GPU set needs a GPU, and torch sees none (no figure written)")
     if not args.report_only:
         settings = GPU if args.gpu else FULL if args.full else QUICK
         if args.only:

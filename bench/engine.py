@@ -5,7 +5,8 @@
 
 One set of random-init weights (the architecture is what costs; weights do not), exported
 with the same code as a bundle. CPU: PyTorch eager fp32, ONNX fp32, ONNX int8. On a GPU
-also PyTorch fp32 and bf16 and ONNX fp16 with the CUDA provider, and the fraction of the
+also PyTorch fp32 and bf16 (eager, and with --compile under torch.compile) and ONNX fp32 and
+fp16 with the CUDA provider, and the fraction of the
 compute ceiling (shared/reference/serving.md: ≈14 GFLOP per audio-second for HuBERT-base,
 ≈790 dense fp16 TFLOP/s on an H100/H200). Each figure is the median of `repeats` timed
 runs after one warm-up run; the engines are timed in alternation (bench/timing.py), so a slow
@@ -42,7 +43,7 @@ PEAK_FP16_TFLOPS = 790.0  # H100/H200 dense fp16, shared/reference/serving.md
 
 
 def engines(
-    preset: str, workdir: Path, devices: set[str]
+    preset: str, workdir: Path, devices: set[str], compile_torch: bool = False
 ) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
     torch.manual_seed(0)
     model = build_classifier(
@@ -55,14 +56,20 @@ def engines(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
 
-    def torch_engine(device: str, dtype: torch.dtype | None):
+    def torch_engine(device: str, dtype: torch.dtype | None, compiled: bool = False):
         m = copy.deepcopy(model).to(device)  # each engine its own copy: .to() moves in place
+
+        def forward(x: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
+            return classify(m, x, am)[0]
+
+        # dynamic: every batch size and length of the run would otherwise recompile.
+        step = torch.compile(forward, dynamic=True) if compiled else forward
 
         @torch.inference_mode()
         def run(values: np.ndarray, mask: np.ndarray):
             x, am = torch.from_numpy(values).to(device), torch.from_numpy(mask).to(device)
             with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-                logits = classify(m, x, am)[0]
+                logits = step(x, am)
             return logits.float().cpu()
 
         return run
@@ -74,12 +81,17 @@ def engines(
     if "cpu" in devices:
         onnx_graph.quantize_int8(workdir / "model.onnx", workdir / "model.int8.onnx")
         out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
+        if compile_torch:
+            out["pytorch-fp32-compile-cpu"] = torch_engine("cpu", None, compiled=True)
         out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", ["CPUExecutionProvider"])
         out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", ["CPUExecutionProvider"])
     if "cuda" in devices and torch.cuda.is_available():
         # PyTorch's defaults: TF32 off for matrix products, on for cuDNN convolutions.
         out["pytorch-fp32-cuda"] = torch_engine("cuda", None)
         out["pytorch-bf16-cuda"] = torch_engine("cuda", torch.bfloat16)
+        if compile_torch:
+            out["pytorch-fp32-compile-cuda"] = torch_engine("cuda", None, compiled=True)
+            out["pytorch-bf16-compile-cuda"] = torch_engine("cuda", torch.bfloat16, compiled=True)
         if "CUDAExecutionProvider" in ort.get_available_providers():
             onnx_graph.convert_fp16(workdir / "model.onnx", workdir / "model.fp16.onnx")
             cuda = [("CUDAExecutionProvider", dict(CUDA_OPTIONS))]
@@ -101,6 +113,9 @@ def main() -> None:
     p.add_argument(
         "--devices", default="cpu,cuda", help="which engines: cpu, cuda (if present), or both"
     )
+    p.add_argument(
+        "--compile", action="store_true", help="also PyTorch under torch.compile (dynamic shapes)"
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -108,7 +123,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = engines(args.preset, Path(tmp), set(args.devices.split(",")))
+        runs = engines(args.preset, Path(tmp), set(args.devices.split(",")), args.compile)
         for seconds in lengths:
             for batch in batch_sizes:
                 clips = [
@@ -144,6 +159,8 @@ def main() -> None:
         f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     )
     result = {"machine": machine, "preset": args.preset, "repeats": args.repeats, "rows": rows}
+    if torch.cuda.is_available():  # every engine of the run together, PyTorch's allocator only
+        result["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -99,7 +99,26 @@ def convert_fp16(src: Path, dst: Path) -> None:
     model = convert_float_to_float16(
         onnx.load(str(src)), keep_io_types=True, op_block_list=FP32_OPS
     )
+    _drop_repeated_casts(model.graph)
     onnx.save(model, str(dst))
+
+
+def _drop_repeated_casts(graph: onnx.GraphProto) -> None:
+    """onnxruntime 1.31's converter, when one tensor feeds two blocked ops, inserts the same
+    Cast twice (same name, same output); onnxruntime 1.31 then refuses the file ("Duplicate
+    definition of name"). The second is the first computed again: drop it."""
+    first: dict[str, onnx.NodeProto] = {}
+    keep = []
+    for node in graph.node:
+        repeated = [first[o] for o in node.output if o in first]
+        if repeated:
+            if any(r.SerializeToString() != node.SerializeToString() for r in repeated):
+                raise ValueError(f"fp16 graph defines {list(node.output)} twice, differently")
+            continue
+        first.update(dict.fromkeys(node.output, node))
+        keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

@@ -8,9 +8,11 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from emodistill.bundle import BundleError, load_bundle
+from emodistill.bundle import BundleError
+from emodistill.gpu import CudaUnavailable
 
 from .app import create_app
+from .backend import OnnxBackend
 from .settings import settings_from_cli
 
 
@@ -22,12 +24,16 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The model is loaded here, before the server, so that a bad bundle or a GPU that cannot
+    # be had ends start-up with one line and a non-zero exit rather than a lifespan traceback.
     try:
-        load_bundle(settings.model)  # one clear message instead of a traceback at start-up
+        backend = OnnxBackend(settings.model, settings.device, settings.int8)
     except BundleError as err:
         sys.exit(f"error: cannot serve {settings.model}: {err}")
+    except CudaUnavailable as err:
+        sys.exit(f"error: device={settings.device}, but CUDA is unavailable: {err}")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, backend_factory=lambda *_: backend),
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -1,7 +1,8 @@
 """The model behind the batcher: a bundle's ONNX student on onnxruntime.
 
 Chooses the provider and file (CUDA with model.fp16.onnx, else CPU with model.onnx or
-model.int8.onnx), normalises and pads clips as the bundle says, and returns logits.
+model.int8.onnx), says which and why, normalises and pads clips as the bundle says, and
+returns logits. `device=cuda` that cannot have CUDA raises CudaUnavailable with the cause.
 Knows nothing of HTTP or queues.
 """
 
@@ -24,6 +25,7 @@ from emodistill.bundle import (
     BundleMetadata,
     load_bundle,
 )
+from emodistill.gpu import CPU_PROVIDER, CUDA_PROVIDER, CudaUnavailable, diagnose_cuda
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +38,40 @@ CUDA_OPTIONS = {
 }
 
 
-def choose_model(
-    bundle: Path, metadata: BundleMetadata, device: str, int8: bool
-) -> tuple[Path, list]:
-    """(ONNX file, providers) for `device` (auto|cpu|cuda)."""
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not has_cuda:
-        raise RuntimeError(
-            "device=cuda, but this onnxruntime has no CUDA provider "
-            "(install onnxruntime-gpu, the `serve` extra, on a GPU host)"
-        )
-    if device in ("cuda", "auto") and has_cuda and MODEL_FP16 in metadata.files:
-        return bundle / MODEL_FP16, [
-            ("CUDAExecutionProvider", CUDA_OPTIONS),
-            "CPUExecutionProvider",
-        ]
-    if int8 and MODEL_INT8 in metadata.files:
-        return bundle / MODEL_INT8, ["CPUExecutionProvider"]
-    return bundle / MODEL_FP32, ["CPUExecutionProvider"]
+def choose_device(device: str) -> tuple[bool, str]:
+    """(use CUDA, why) for `device` (auto|cpu|cuda). cuda that cannot attach raises
+    CudaUnavailable with the cause; auto falls back to the CPU with a WARNING saying why."""
+    if device == "cpu":
+        return False, "device=cpu"
+    try:
+        return True, diagnose_cuda(ort)
+    except CudaUnavailable as err:
+        if device == "cuda":
+            raise
+        log.warning("device=auto: no GPU, serving on the CPU: %s", err)
+        return False, f"no GPU: {err}"
+
+
+def choose_model(metadata: BundleMetadata, cuda: bool, int8: bool) -> str:
+    """The bundle's file for the device: fp16 on CUDA, never on the CPU (fp16 there is slow
+    and less exact); int8 only on the CPU, and only when asked for."""
+    if cuda and MODEL_FP16 in metadata.files:
+        return MODEL_FP16
+    if not cuda and int8 and MODEL_INT8 in metadata.files:
+        return MODEL_INT8
+    return MODEL_FP32
+
+
+def _session(path: Path, cuda: bool) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # onnxruntime's intra-op threads spin after each run by default, burning the cores
+    # the event loop needs to parse and decode the next requests. Off, the service used
+    # half the CPU per request (14 -> 7 ms at one client, tiny model, 2 cores;
+    # docs/service-profile.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers: list = [(CUDA_PROVIDER, CUDA_OPTIONS)] if cuda else []
+    return ort.InferenceSession(str(path), options, providers=[*providers, CPU_PROVIDER])
 
 
 class OnnxBackend:
@@ -61,17 +79,21 @@ class OnnxBackend:
 
     def __init__(self, bundle: Path, device: str = "auto", int8: bool = False):
         self.metadata = load_bundle(bundle)  # checks every sha256: a corrupt bundle stops here
-        self.model_file, providers = choose_model(bundle, self.metadata, device, int8)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # onnxruntime's intra-op threads spin after each run by default, burning the cores
-        # the event loop needs to parse and decode the next requests. Off, the service used
-        # half the CPU per request (14 -> 7 ms at one client, tiny model, 2 cores;
-        # docs/service-profile.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.model_file), options, providers=providers)
+        cuda, why = choose_device(device)
+        self.model_file = bundle / choose_model(self.metadata, cuda, int8)
+        self.session = _session(self.model_file, cuda)
         self.provider = self.session.get_providers()[0]
-        log.info("serving %s with %s", self.model_file.name, self.provider)
+        if cuda and self.provider != CUDA_PROVIDER:
+            # Every cause we can see was checked above; this is onnxruntime's own refusal,
+            # whose reason it has already logged.
+            why = "onnxruntime did not attach its CUDA provider (its log above says why)"
+            if device == "cuda":
+                raise CudaUnavailable(why)
+            log.warning("device=auto: %s; serving %s on the CPU", why, MODEL_FP32)
+            self.model_file = bundle / choose_model(self.metadata, False, int8)
+            self.session = _session(self.model_file, False)
+            self.provider = self.session.get_providers()[0]
+        log.info("serving %s with %s (%s)", self.model_file.name, self.provider, why)
 
     @property
     def labels(self) -> list[str]:

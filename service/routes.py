@@ -180,13 +180,21 @@ def _model_or_404(request: Request, name: str):
 async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     _authorize(request)
     meta = _model_or_404(request, name)
+    backend = _state(request).backend
     return {
         "name": meta.name,
         "versions": [meta.version],
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": "audio", "datatype": "FP32", "shape": [-1, -1]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(meta.labels)]}],
-        "parameters": {"labels": meta.labels, "sample_rate_hz": meta.sample_rate_hz},
+        "parameters": {
+            "labels": meta.labels,
+            "sample_rate_hz": meta.sample_rate_hz,
+            # Which onnxruntime provider and bundle file answer, so a client can tell a GPU
+            # deployment from one that fell back to the CPU.
+            "provider": getattr(backend, "provider", "unknown"),
+            "model_file": getattr(getattr(backend, "model_file", None), "name", "unknown"),
+        },
     }
 
 
