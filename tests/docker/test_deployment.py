@@ -82,7 +82,12 @@ def _offer_cpu_torch(env: dict[str, str]) -> None:
         for line in (ROOT / "versions.env").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )["TORCH_VERSION"]
-    for folder in os.environ.get("PIP_FIND_LINKS", "").split():
+    configured = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout  # e.g. global.find-links='/opt/wheels'
+    folders = os.environ.get("PIP_FIND_LINKS", "").split()
+    folders += re.findall(r"find-links='([^']+)'", configured)
+    for folder in folders:
         for wheel in Path(folder).glob(f"torch-{version}+cpu-*.whl"):
             target = ROOT / "docker" / "wheels" / wheel.name
             if not target.exists():
