@@ -89,8 +89,8 @@ class OnnxBackend:
             why = "onnxruntime did not attach its CUDA provider (its log above says why)"
             if device == "cuda":
                 raise CudaUnavailable(why)
-            log.warning("device=auto: %s; serving %s on the CPU", why, MODEL_FP32)
             self.model_file = bundle / choose_model(self.metadata, False, int8)
+            log.warning("device=auto: %s; serving %s on the CPU", why, self.model_file.name)
             self.session = _session(self.model_file, False)
             self.provider = self.session.get_providers()[0]
         log.info("serving %s with %s (%s)", self.model_file.name, self.provider, why)

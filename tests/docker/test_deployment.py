@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_tone
+from tests.docker.test_compose import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "emodistill-compose-test"
@@ -77,11 +78,7 @@ def _free_port() -> int:
 def _offer_cpu_torch(env: dict[str, str]) -> None:
     """A CPU torch wheel that pip already has locally goes to docker/wheels/, and the training
     image takes it instead of reaching PyTorch's CPU index (which this machine cannot)."""
-    version = dict(
-        line.split("=", 1)
-        for line in (ROOT / "versions.env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )["TORCH_VERSION"]
+    version = VERSIONS["TORCH_VERSION"]
     configured = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
     ).stdout  # e.g. global.find-links='/opt/wheels'
