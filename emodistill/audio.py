@@ -17,6 +17,10 @@ import soxr
 
 # HuBERT and every feature extractor here expect 16 kHz; this is the one home of that number.
 SAMPLE_RATE_HZ = 16_000
+# Samples are full scale at ±1. Float files may go past it a little (headroom); ±1000 is 60 dB
+# over, far beyond any recording, and keeps the model's squares and sums well inside float32
+# (samples near ±3e38 made it answer NaN; from about 1e19 up, every clip one fixed answer).
+MAX_ABS_AMPLITUDE = 1000.0
 
 AudioSource = str | Path | bytes | BinaryIO
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .backend import OnnxBackend
@@ -34,6 +36,8 @@ class ServiceState:
     backend: Any = None
     batcher: Batcher | None = None
     metrics: ServiceMetrics | None = None
+    # Decoding, resampling and request parsing, off the event loop (settings.decode_workers).
+    workers: ThreadPoolExecutor | None = None
     ready: bool = False
     started_s: float = field(default_factory=time.perf_counter)
 
@@ -75,8 +79,14 @@ class RequestMetrics:
     form (BaseHTTPMiddleware) spawned a task and re-streamed every response, about a tenth
     of the event loop's time per request in a py-spy profile."""
 
-    def __init__(self, app: ASGIApp, state: ServiceState):
-        self.app, self.state = app, state
+    def __init__(self, app: ASGIApp, state: ServiceState, routes: list[BaseRoute]):
+        self.app, self.state, self.routes = app, state, routes
+
+    def _route_path(self, scope: Scope) -> str:
+        for route in self.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.state.metrics is None:
@@ -93,8 +103,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            # The router records the matched route in the scope it was given (this one).
-            path = getattr(scope.get("route"), "path", "unmatched")
+            # The router records the matched route in the scope it was given (this one); a
+            # request answered before routing (413 by Content-Length) is matched here.
+            path = getattr(scope.get("route"), "path", None) or self._route_path(scope)
             self.state.metrics.requests.labels(path, str(status)).inc()
             self.state.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
@@ -128,6 +139,7 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
             on_batch=state.metrics.on_batch,
         )
         state.metrics.track_queue(lambda: state.batcher.queue_depth if state.batcher else 0)
+        state.workers = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         await state.batcher.start()
         if settings.warmup and hasattr(backend, "warm_up"):
             seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
@@ -142,6 +154,7 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
         finally:
             state.ready = False
             await state.batcher.stop(drain=True)
+            state.workers.shutdown(wait=False)
 
     from . import routes  # routes read `app.state.service`
 
@@ -162,5 +175,5 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-    app.add_middleware(RequestMetrics, state=state)
+    app.add_middleware(RequestMetrics, state=state, routes=list(routes.router.routes))
     return app

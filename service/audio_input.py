@@ -17,13 +17,14 @@ opened as an accepted format, any later failure (data cut short, decoder error) 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import soundfile as sf
 
-from emodistill.audio import resample, to_mono
+from emodistill.audio import MAX_ABS_AMPLITUDE, resample, to_mono
 
 ACCEPTED_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "FLAC", "OGG"})
 # Content-Types that are not audio/* but are used for audio in practice.
@@ -54,9 +55,15 @@ class AudioLimits:
     max_input_rate_hz: int = 192000
     # Many channels of compressed silence would decode to far more samples than were uploaded.
     max_channels: int = 32
+    # The decoding work: frames × channels, from the header before decoding (and never read
+    # past). 57.6 M is 600 s of 48 kHz stereo; a 252 KB FLAC of 599 s × 8 channels × 192 kHz
+    # (920 M) is refused instead of decoding for seconds into ~700 MB.
+    max_decoded_samples: int = 57_600_000
 
     def __post_init__(self) -> None:
         if self.sample_rate_hz <= 0 or not 0 <= self.min_duration_s <= self.max_duration_s:
+            raise ValueError(f"inconsistent audio limits: {self}")
+        if self.max_decoded_samples < 1:
             raise ValueError(f"inconsistent audio limits: {self}")
         if not 0 < self.min_input_rate_hz <= self.max_input_rate_hz or self.max_channels < 1:
             raise ValueError(f"inconsistent audio limits: {self}")
@@ -113,12 +120,18 @@ def _riff_data_shortfall_bytes(data: bytes) -> int:
     return 0
 
 
+def _reason(err: Exception) -> str:
+    """libsndfile's message without the Python object reprs it embeds (heap addresses)."""
+    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the upload", str(err))
+
+
 def _open(data: bytes) -> sf.SoundFile:
     try:
         return sf.SoundFile(io.BytesIO(data))  # BytesIO shares the bytes; no copy
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         if _has_accepted_signature(data):
-            raise AudioInputError(400, f"audio file is corrupt or truncated: {err}") from err
+            detail = f"audio file is corrupt or truncated: {_reason(err)}"
+            raise AudioInputError(400, detail) from err
         raise AudioInputError(
             415, "body is not a recognised audio file; send WAV, FLAC or OGG/Vorbis"
         ) from err
@@ -145,6 +158,13 @@ def _check_header(f: sf.SoundFile, data: bytes, limits: AudioLimits) -> None:
         raise AudioInputError(400, f"WAV data is truncated: {missing} declared bytes are missing")
     if f.frames <= 0:
         raise AudioInputError(422, "audio contains no samples")
+    if (decoded := f.frames * f.channels) > limits.max_decoded_samples:
+        raise AudioInputError(
+            413,
+            f"audio would decode to {decoded:,} samples ({f.frames:,} frames × {f.channels} "
+            f"channels at {rate_hz} Hz); the limit is {limits.max_decoded_samples:,} "
+            "(max_decoded_samples): send fewer channels or a lower rate",
+        )
     duration_s = f.frames / rate_hz
     if duration_s > limits.max_duration_s:
         raise AudioInputError(
@@ -171,7 +191,8 @@ def _read_mono(f: sf.SoundFile) -> np.ndarray:
         try:
             got = f.read(want, dtype="float32", always_2d=True, out=block[:want])
         except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-            raise AudioInputError(400, f"audio data is corrupt or truncated: {err}") from err
+            detail = f"audio data is corrupt or truncated: {_reason(err)}"
+            raise AudioInputError(400, detail) from err
         if len(got) == 0:
             break
         # Averaging inf with -inf or overflowing float32 would warn; it is refused just below.
@@ -179,6 +200,11 @@ def _read_mono(f: sf.SoundFile) -> np.ndarray:
             chunk = to_mono(got)
         if not np.isfinite(chunk).all():
             raise AudioInputError(422, "audio contains NaN or infinite sample values")
+        if len(chunk) and float(np.abs(chunk).max()) > MAX_ABS_AMPLITUDE:
+            raise AudioInputError(
+                422,
+                f"audio sample values go beyond ±{MAX_ABS_AMPLITUDE:g}; full scale is ±1",
+            )
         mono[pos : pos + len(got)] = chunk
         pos += len(got)
     if pos < frames:

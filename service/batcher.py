@@ -75,6 +75,14 @@ class QueueFullError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class RequestTooLargeError(Exception):
+    """One request holds more clips than the whole queue: it could never be admitted."""
+
+    def __init__(self, clips: int, max_queue: int) -> None:
+        super().__init__(f"{clips} clips in one request; the queue holds at most {max_queue}")
+        self.clips, self.max_queue = clips, max_queue
+
+
 class BatcherClosedError(Exception):
     """The batcher is not running (not started, stopping or stopped)."""
 
@@ -130,25 +138,38 @@ class Batcher:
 
         Raises QueueFullError, BatcherClosedError, or the backend's exception for its batch.
         """
+        return (await self.submit_many([clip]))[0]
+
+    async def submit_many(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """Several clips of one request, admitted together or not at all: each clip's row.
+
+        Raises RequestTooLargeError when they could never fit the queue, QueueFullError when
+        they do not fit it now (no clip of them is queued either way), BatcherClosedError, or
+        the backend's exception for a batch of theirs.
+        """
         if self._task is None or self._closing:
             raise BatcherClosedError("batcher is not running")
-        samples = np.asarray(clip, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"a clip is 1-D [T], got shape {samples.shape}")
-        if len(self._waiting) >= self._config.max_queue:
+        arrays = [np.asarray(c, dtype=np.float32) for c in clips]
+        if any(a.ndim != 1 for a in arrays):
+            raise ValueError(f"a clip is 1-D [T], got shapes {[a.shape for a in arrays]}")
+        if len(arrays) > self._config.max_queue:
+            raise RequestTooLargeError(len(arrays), self._config.max_queue)
+        if len(self._waiting) + len(arrays) > self._config.max_queue:
             raise QueueFullError(self._retry_after_s())
         loop = asyncio.get_running_loop()
-        entry = _Entry(samples, loop.create_future(), loop.time())
-        self._waiting.append(entry)
+        entries = [_Entry(a, loop.create_future(), loop.time()) for a in arrays]
+        self._waiting.extend(entries)
         self._wakeup.set()
         try:
-            return await entry.future
-        except asyncio.CancelledError:
-            # The client left: forget its clip now so it is never sent and not counted.
-            if not entry.future.cancel() and not entry.future.cancelled():
-                entry.future.exception()  # answered just as it left: mark it read, no warning
-            if entry in self._waiting:
-                self._waiting.remove(entry)
+            return list(await asyncio.gather(*(e.future for e in entries)))
+        except BaseException:
+            # The client left, or one clip's batch failed: forget the rest of its clips now
+            # so they are never sent and not counted.
+            for entry in entries:
+                if not entry.future.cancel() and not entry.future.cancelled():
+                    entry.future.exception()  # answered just as it left: mark it read
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
             raise
 
     async def stop(self, drain: bool = True) -> None:

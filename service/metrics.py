@@ -64,6 +64,11 @@ class ServiceMetrics:
             "Model calls that raised (their requests got 500).",
             registry=r,
         )
+        self.nonfinite = Counter(
+            "emodistill_nonfinite_answers",
+            "Clips the model answered with NaN or infinity (their requests got 500).",
+            registry=r,
+        )
         Info("emodistill_model", "The model served.", registry=r).info(model)
 
     def track_queue(self, depth: Callable[[], int]) -> None:

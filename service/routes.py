@@ -1,6 +1,7 @@
 """HTTP routes: /predict, KServe v2 (health, model metadata, infer), /metrics, the page.
 
-Thin: each route checks its input, hands clips to `scoring.score_clip` and shapes the answer.
+Thin: each route checks the key, reads its bounded input, decodes or parses it in the worker
+pool (never on the event loop), hands clips to `scoring.score_clips` and shapes the answer.
 Errors are JSON `{"detail": ...}` with the status the failure deserves.
 """
 
@@ -8,17 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+from collections.abc import Callable
+from functools import partial
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from .audio_input import AudioInputError, AudioLimits, decode_upload
-from .batcher import BatcherClosedError, QueueFullError
-from .scoring import score_clip
+from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
+from .scoring import NonFiniteAnswerError, score_clips
+from .v2_request import BINARY_HEADER, V2Limits, V2RequestError, parse_infer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 router = APIRouter()
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/ogg")
@@ -95,40 +104,75 @@ async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
     raise HTTPException(499, "client closed the request")
 
 
-async def _score(request: Request, samples: np.ndarray) -> dict[str, Any]:
+async def _score(request: Request, clips: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Each clip's answer; all their windows are admitted to the queue together or not at all."""
     state = _state(request)
     s, meta = state.settings, state.backend.metadata
     work = asyncio.ensure_future(
-        score_clip(samples, state.batcher, meta.labels, meta.sample_rate_hz, s.window_s, s.hop_s)
+        score_clips(clips, state.batcher, meta.labels, meta.sample_rate_hz, s.window_s, s.hop_s)
     )
     try:
-        answer = await _until_disconnect(request, work)
+        answers = await _until_disconnect(request, work)
     except QueueFullError as err:
         raise HTTPException(
             503,
             "too many requests waiting; retry later",
             {"Retry-After": str(int(np.ceil(err.retry_after_s)))},
         ) from err
+    except RequestTooLargeError as err:
+        raise HTTPException(
+            413,
+            f"this request needs {err.clips} model calls (windows of window_s), more than the "
+            f"whole queue holds ({err.max_queue}, max_queue): send shorter audio",
+        ) from err
     except BatcherClosedError as err:
         raise HTTPException(503, "shutting down", {"Retry-After": "5"}) from err
+    except NonFiniteAnswerError as err:
+        state.metrics.nonfinite.inc()
+        log.error("the model answered NaN or infinity; the request got 500")
+        raise HTTPException(500, "the model produced a non-finite answer for this input") from err
     except HTTPException:
         raise
     except Exception as err:  # the model failed on this batch; other requests go on
         raise HTTPException(500, "inference failed for this request") from err
-    state.metrics.audio.inc(len(samples) / meta.sample_rate_hz)
-    return answer
+    state.metrics.audio.inc(sum(len(c) for c in clips) / meta.sample_rate_hz)
+    return answers
+
+
+async def _in_workers(request: Request, work: Callable[[], T]) -> T:
+    """`work` in the worker pool: decoding and parsing never hold up the event loop."""
+    pool = _state(request).workers
+    return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+
+async def _body(request: Request) -> bytes:
+    """The whole body (BodyLimit bounds it); a client that hangs up mid-upload is a 499."""
+    try:
+        return await request.body()
+    except ClientDisconnect as err:
+        raise _hung_up() from err
+
+
+def _hung_up() -> HTTPException:
+    log.debug("client closed the connection during its upload")
+    return HTTPException(499, "client closed the request during its upload")
 
 
 async def _upload(request: Request) -> tuple[bytes, str | None]:
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HTTPException(422, "multipart upload needs a file field named 'file'")
-        # Read in memory (bounded by max_upload_mb); the client's file name is never used.
-        return await upload.read(), upload.content_type
-    return await request.body(), content_type or None
+    if not content_type.startswith("multipart/form-data"):
+        return await _body(request), content_type or None
+    try:
+        form = await request.form(max_files=2, max_fields=8)
+    except ClientDisconnect as err:
+        raise _hung_up() from err
+    uploads = form.getlist("file")
+    if len(uploads) > 1:
+        raise HTTPException(422, "multipart upload has more than one 'file' part; send one")
+    if not uploads or isinstance(uploads[0], str):
+        raise HTTPException(422, "multipart upload needs a file field named 'file'")
+    # Read in memory (bounded by max_upload_mb); the client's file name is never used.
+    return await uploads[0].read(), uploads[0].content_type
 
 
 @router.post(
@@ -144,13 +188,16 @@ async def predict(request: Request) -> Prediction:
     meta = state.backend.metadata
     data, content_type = await _upload(request)
     limits = AudioLimits(
-        sample_rate_hz=meta.sample_rate_hz, max_duration_s=state.settings.max_audio_s
+        sample_rate_hz=meta.sample_rate_hz,
+        max_duration_s=state.settings.max_audio_s,
+        max_decoded_samples=state.settings.max_decoded_samples,
     )
     try:
-        decoded = decode_upload(data, limits, content_type)
+        decoded = await _in_workers(request, partial(decode_upload, data, limits, content_type))
     except AudioInputError as err:
         raise HTTPException(err.status_code, err.detail) from err
-    answer = await _score(request, decoded.samples)
+    del data  # the decoded samples are all that is kept
+    answer = (await _score(request, [decoded.samples]))[0]
     answer["duration_s"] = decoded.duration_s
     return Prediction(**answer, model={"name": meta.name, "version": meta.version})
 
@@ -198,62 +245,60 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     }
 
 
-class InferInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A KServe v2 inference request: one FP32 input of shape [samples] or "
+        "[clips, samples] at the model's rate, its samples in `data`, or after the JSON as "
+        "binary float32 (header Inference-Header-Content-Length, the JSON's byte length; the "
+        "input's parameters.binary_data_size, the samples' byte length).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
-class InferRequest(BaseModel):
-    id: str | None = None
-    inputs: list[InferInput] = Field(min_length=1, max_length=1)
-
-
-@router.post("/v2/models/{name}/infer", summary="Score float32 samples at the model's rate")
-async def infer(request: Request, name: str, body: InferRequest) -> dict[str, Any]:
+@router.post(
+    "/v2/models/{name}/infer",
+    openapi_extra=INFER_BODY,
+    summary="Score float32 samples at the model's rate (JSON or binary tensor data)",
+)
+async def infer(request: Request, name: str) -> dict[str, Any]:
+    # The key, readiness and model are checked before a byte of the body is read.
     _authorize(request)
     _require_ready(request)
     meta = _model_or_404(request, name)
-    clips = _v2_clips(body.inputs[0], meta.sample_rate_hz, _state(request).settings.max_audio_s)
-    answers = [await _score(request, clip) for clip in clips]
+    settings = _state(request).settings
+    limits = V2Limits(
+        rate_hz=meta.sample_rate_hz,
+        max_audio_s=settings.max_audio_s,
+        max_json_bytes=int(settings.max_json_mb * 1024 * 1024),
+    )
+    header_length = request.headers.get(BINARY_HEADER)
+    declared = request.headers.get("content-length", "")
+    if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
+        raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
+    body = await _body(request)
+    try:
+        parsed = await _in_workers(request, partial(parse_infer, body, header_length, limits))
+    except V2RequestError as err:
+        raise HTTPException(err.status_code, err.detail) from err
+    del body
+    answers = await _score(request, parsed.clips)
     probs = [a["probabilities"][label] for a in answers for label in meta.labels]
     return {
         "model_name": meta.name,
         "model_version": meta.version,
-        "id": body.id,
+        "id": parsed.id,
         "parameters": {"labels": meta.labels},
         "outputs": [
             {
                 "name": "probabilities",
                 "datatype": "FP32",
-                "shape": [len(clips), len(meta.labels)],
+                "shape": [len(parsed.clips), len(meta.labels)],
                 "data": probs,
             }
         ],
     }
-
-
-def _v2_clips(tensor: InferInput, rate_hz: int, max_audio_s: float) -> list[np.ndarray]:
-    if tensor.datatype != "FP32":
-        raise HTTPException(422, f"datatype {tensor.datatype}: send FP32 samples")
-    if len(tensor.shape) not in (1, 2) or any(d < 1 for d in tensor.shape):
-        raise HTTPException(422, f"shape {tensor.shape}: send [samples] or [clips, samples]")
-    try:
-        flat = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise HTTPException(422, "data must be numbers") from err
-    if flat.size != int(np.prod(tensor.shape)):
-        raise HTTPException(422, f"{flat.size} values do not fill shape {tensor.shape}")
-    if not np.isfinite(flat).all():
-        raise HTTPException(422, "samples must be finite (no NaN or Inf)")
-    clips = list(flat.reshape(-1, tensor.shape[-1]))
-    seconds = tensor.shape[-1] / rate_hz
-    if seconds < 0.1:
-        raise HTTPException(422, f"clips of {seconds:.3f} s are shorter than 0.1 s")
-    if seconds > max_audio_s:
-        raise HTTPException(413, f"clips of {seconds:.1f} s exceed the {max_audio_s:g} s limit")
-    return clips
 
 
 # --- operations and the page -------------------------------------------------------------------

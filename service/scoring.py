@@ -3,19 +3,22 @@
 Clips up to `window_s` are scored whole. Longer ones are cut into windows of `window_s`
 every `hop_s` (the last window ends at the clip's end), scored concurrently through the
 batcher, and aggregated as the duration-weighted mean of window probabilities.
-Knows nothing of HTTP; the batcher is any object with `async submit(clip) -> logits`.
+Knows nothing of HTTP; the batcher is any object with `async submit_many(clips) -> logits`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 import numpy as np
 
 
 class Submitter(Protocol):
-    async def submit(self, clip: np.ndarray) -> np.ndarray: ...
+    async def submit_many(self, clips: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class NonFiniteAnswerError(ArithmeticError):
+    """The model answered NaN or infinity for a clip: never sent on as an answer."""
 
 
 def windows(n_samples: int, rate_hz: int, window_s: float, hop_s: float) -> list[tuple[int, int]]:
@@ -38,17 +41,11 @@ def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {label: float(p) for label, p in zip(labels, probs, strict=True)}
 
 
-async def score_clip(
-    samples: np.ndarray,
-    batcher: Submitter,
-    labels: list[str],
-    rate_hz: int,
-    window_s: float,
-    hop_s: float,
+def _answer(
+    samples: np.ndarray, spans: list[tuple[int, int]], logits: list, labels: list[str], rate_hz: int
 ) -> dict[str, Any]:
-    """{'label', 'probabilities', 'duration_s'[, 'segments']} for float32 [samples]."""
-    spans = windows(len(samples), rate_hz, window_s, hop_s)
-    logits = await asyncio.gather(*(batcher.submit(samples[a:b]) for a, b in spans))
+    if not all(np.isfinite(x).all() for x in logits):
+        raise NonFiniteAnswerError("the model produced a non-finite output for this clip")
     probs = np.stack([softmax(np.asarray(x, dtype=np.float64)) for x in logits])  # [W, C]
     weights = np.array([b - a for a, b in spans], dtype=np.float64)
     mean = (probs * weights[:, None]).sum(axis=0) / weights.sum()
@@ -68,3 +65,28 @@ async def score_clip(
             for (a, b), p in zip(spans, probs, strict=True)
         ]
     return answer
+
+
+async def score_clips(
+    clips: list[np.ndarray],
+    batcher: Submitter,
+    labels: list[str],
+    rate_hz: int,
+    window_s: float,
+    hop_s: float,
+) -> list[dict[str, Any]]:
+    """Each float32 [samples] clip -> {'label', 'probabilities', 'duration_s'[, 'segments']}.
+
+    Every window of every clip goes to the batcher in one call, so a request is admitted
+    whole or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
+    """
+    spans = [windows(len(c), rate_hz, window_s, hop_s) for c in clips]
+    pieces = [c[a:b] for c, clip_spans in zip(clips, spans, strict=True) for a, b in clip_spans]
+    logits = await batcher.submit_many(pieces)
+    answers, start = [], 0
+    for clip, clip_spans in zip(clips, spans, strict=True):
+        answers.append(
+            _answer(clip, clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
+        )
+        start += len(clip_spans)
+    return answers

@@ -64,6 +64,27 @@ class Settings(BaseSettings):
         description="Longest audio accepted (413 beyond). Long audio is scored "
         "window by window, so this bounds work, not memory.",
     )
+    max_decoded_samples: int = Field(
+        57_600_000,
+        ge=1,
+        description="Decoding work per upload: frames × channels, from the header, before "
+        "decoding (413 beyond). The default is 600 s of 48 kHz stereo; a small compressed "
+        "file of many channels at a high rate would otherwise decode to gigabytes.",
+    )
+    max_json_mb: float = Field(
+        8.0,
+        gt=0,
+        description="Largest JSON part of a v2 infer request (413 beyond, before parsing). "
+        "Larger tensors go as binary data (Inference-Header-Content-Length), which costs no "
+        "parsing.",
+    )
+    decode_workers: int = Field(
+        2,
+        ge=1,
+        description="Threads that decode, resample and parse uploads off the event loop, so "
+        "that no upload delays another request (health checks included). About the number "
+        "of cores left to the service after the model's.",
+    )
     window_s: float = Field(
         10.0,
         gt=0,

@@ -171,13 +171,17 @@ def test_kserve_v2_routes(bundle):
         assert client.post("/v2/models/emodistill/infer", json=bad).status_code == 422
 
 
-def test_api_key_guards_all_but_health_and_metrics(bundle):
+def test_api_key_guards_model_work_and_metadata_only(bundle):
+    """The README's rule: the key guards what runs or reveals the model; probes, the page
+    (which asks for the key) and the API's description stay open."""
     with client_for(bundle, api_key="s3cret") as client:
         assert post_wav(client, wav_bytes(0.5)).status_code == 401
         assert post_wav(client, wav_bytes(0.5), authorization="Bearer wrong").status_code == 401
         assert post_wav(client, wav_bytes(0.5), authorization="Bearer s3cret").status_code == 200
         assert client.get("/v2/models/emodistill").status_code == 401
-        for open_route in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+        assert client.post("/v2/models/emodistill/infer", json={}).status_code == 401
+        open_routes = ("/v2/health/live", "/v2/health/ready", "/metrics", "/", "/docs")
+        for open_route in (*open_routes, "/redoc", "/openapi.json"):
             assert client.get(open_route).status_code == 200
 
 

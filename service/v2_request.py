@@ -1,0 +1,170 @@
+"""A KServe v2 (Open Inference Protocol) infer request -> float32 clips, or V2RequestError.
+
+Two encodings of the one input tensor (FP32, shape [samples] or [clips, samples]):
+- JSON, its samples in `data` (nested or flat, numbers only);
+- the binary tensor extension as Triton's clients send it: the header
+  `Inference-Header-Content-Length: N` says the first N bytes are the JSON request, whose
+  input carries `"parameters": {"binary_data_size": K}` and no `data`; the K bytes after the
+  JSON are the samples as little-endian float32. No number is parsed: the bytes are the array.
+
+Every limit is checked on the declared shape before any sample is read, with Python integers
+(a shape of 2^53 × 2048 cannot wrap around). Error messages name the field and the rule,
+never the input. Knows nothing of HTTP frameworks, batching or models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from emodistill.audio import MAX_ABS_AMPLITUDE
+
+BINARY_HEADER = "inference-header-content-length"
+BINARY_DATA_SIZE = "binary_data_size"
+FLOAT32_BYTES = 4
+
+
+class V2RequestError(Exception):
+    """The request cannot be scored; `status_code` is the HTTP status, `detail` the reason."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code, self.detail = status_code, detail
+
+
+class TensorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[StrictInt]
+    datatype: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    data: Any = None  # checked by numpy below, never walked by pydantic
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[TensorRequest] = Field(min_length=1)
+    outputs: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class V2Limits:
+    rate_hz: int
+    max_audio_s: float
+    max_json_bytes: int
+    min_audio_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class ParsedInfer:
+    id: str | None
+    clips: list[np.ndarray]  # each float32 [samples]
+
+
+def _split(body: bytes, header_length: str | None, limits: V2Limits) -> tuple[bytes, memoryview]:
+    if header_length is None:
+        if len(body) > limits.max_json_bytes:
+            raise V2RequestError(413, _json_too_large(limits))
+        return body, memoryview(b"")
+    if not header_length.strip().isdigit():
+        raise V2RequestError(400, f"{BINARY_HEADER} must be a byte count")
+    n = int(header_length)
+    if not 0 < n <= len(body):
+        raise V2RequestError(400, f"{BINARY_HEADER} is {n}, the body has {len(body)} bytes")
+    if n > limits.max_json_bytes:
+        raise V2RequestError(413, _json_too_large(limits))
+    return body[:n], memoryview(body)[n:]
+
+
+def _json_too_large(limits: V2Limits) -> str:
+    return (
+        f"JSON request larger than {limits.max_json_bytes} bytes (max_json_mb); send the "
+        "samples as binary data (Inference-Header-Content-Length)"
+    )
+
+
+def _header(raw: bytes) -> InferRequest:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise V2RequestError(400, "the request is not valid JSON") from err
+    try:
+        return InferRequest.model_validate(obj)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}"
+            for e in err.errors(include_input=False, include_url=False)[:5]
+        )
+        raise V2RequestError(422, f"invalid inference request: {problems}") from err
+
+
+def _checked_shape(tensor: TensorRequest, limits: V2Limits) -> tuple[int, int]:
+    """(clips, samples per clip) of the declared shape, every limit checked."""
+    if tensor.datatype != "FP32":
+        raise V2RequestError(422, f"datatype {tensor.datatype!r}: send FP32 samples")
+    shape = tensor.shape
+    if len(shape) not in (1, 2) or any(d < 1 for d in shape):
+        raise V2RequestError(422, f"shape {shape}: send [samples] or [clips, samples]")
+    samples = shape[-1]
+    seconds = samples / limits.rate_hz
+    if seconds > limits.max_audio_s:
+        raise V2RequestError(
+            413, f"clips of {seconds:.1f} s exceed the {limits.max_audio_s:g} s limit"
+        )
+    if seconds < limits.min_audio_s:
+        raise V2RequestError(422, f"clips of {seconds:.3f} s are shorter than 0.1 s")
+    return math.prod(shape[:-1]), samples
+
+
+def _samples(tensor: TensorRequest, binary: memoryview, count: int) -> np.ndarray:
+    size = tensor.parameters.get(BINARY_DATA_SIZE)
+    if size is not None:
+        if tensor.data is not None:
+            raise V2RequestError(422, f"input has both data and {BINARY_DATA_SIZE}")
+        if not isinstance(size, int) or size != count * FLOAT32_BYTES:
+            raise V2RequestError(422, f"{BINARY_DATA_SIZE} must be {count * FLOAT32_BYTES}")
+        if len(binary) != size:
+            raise V2RequestError(400, f"binary data is {len(binary)} bytes, not {size}")
+        return np.frombuffer(binary, dtype="<f4").astype(np.float32)  # aligned, native copy
+    if len(binary):
+        raise V2RequestError(400, f"binary data follows, but the input has no {BINARY_DATA_SIZE}")
+    if not isinstance(tensor.data, list):
+        raise V2RequestError(422, "data must be a list of numbers")
+    try:
+        values = np.asarray(tensor.data)
+    except ValueError as err:  # ragged nesting
+        raise V2RequestError(422, "data must be a flat or evenly nested list of numbers") from err
+    if values.dtype.kind not in "fiu":
+        raise V2RequestError(422, "data must hold numbers only (not strings or booleans)")
+    if values.size != count:
+        raise V2RequestError(422, f"{values.size} values do not fill shape {tensor.shape}")
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+        return values.astype(np.float32).reshape(-1)
+
+
+def parse_infer(body: bytes, header_length: str | None, limits: V2Limits) -> ParsedInfer:
+    """The request's clips (float32 [samples] each), or V2RequestError: 400 malformed, 413
+    too large, 422 against the protocol or the model's input."""
+    raw, binary = _split(body, header_length, limits)
+    request = _header(raw)
+    if len(request.inputs) != 1:
+        raise V2RequestError(422, f"{len(request.inputs)} inputs; the model takes one (audio)")
+    tensor = request.inputs[0]
+    clips, samples = _checked_shape(tensor, limits)
+    flat = _samples(tensor, binary, clips * samples)
+    if not np.isfinite(flat).all():
+        raise V2RequestError(422, "samples must be finite (no NaN or Inf)")
+    if flat.size and float(np.abs(flat).max()) > MAX_ABS_AMPLITUDE:
+        raise V2RequestError(422, _amplitude_message())
+    return ParsedInfer(request.id, list(flat.reshape(clips, samples)))
+
+
+def _amplitude_message() -> str:
+    return f"sample values beyond ±{MAX_ABS_AMPLITUDE:g}: audio is expected in [-1, 1] (full scale)"
