@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from emodistill.bundle import BundleError
@@ -13,6 +12,7 @@ from emodistill.gpu import CudaUnavailable
 
 from .app import create_app
 from .backend import OnnxBackend
+from .server import GracefulServer, server_config
 from .settings import settings_from_cli
 
 
@@ -32,13 +32,11 @@ def main() -> None:
         sys.exit(f"error: cannot serve {settings.model}: {err}")
     except CudaUnavailable as err:
         sys.exit(f"error: device={settings.device}, but CUDA is unavailable: {err}")
-    uvicorn.run(
-        create_app(settings, backend_factory=lambda *_: backend),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=30,
+    app = create_app(settings, backend_factory=lambda *_: backend)
+    server = GracefulServer(
+        server_config(app, settings), settings.shutdown_grace_s, app.state.service
     )
+    server.run()
 
 
 main()

@@ -38,7 +38,10 @@ class ServiceState:
     metrics: ServiceMetrics | None = None
     # Decoding, resampling and request parsing, off the event loop (settings.decode_workers).
     workers: ThreadPoolExecutor | None = None
-    ready: bool = False
+    ready: bool = False  # the model is loaded and warm: requests are served
+    # SIGTERM came: readiness fails so balancers stop sending, but requests are still served
+    # until the grace period ends (service/server.py).
+    terminating: bool = False
     started_s: float = field(default_factory=time.perf_counter)
 
 

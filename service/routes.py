@@ -212,7 +212,8 @@ async def live() -> dict[str, bool]:
 
 @router.get("/v2/health/ready", summary="The model is loaded and warm")
 async def ready(request: Request) -> JSONResponse:
-    is_ready = bool(_state(request).ready)
+    state = _state(request)
+    is_ready = bool(state.ready) and not state.terminating
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 

@@ -92,6 +92,43 @@ class Settings(BaseSettings):
         "IEMOCAP utterances are mostly under 10 s.",
     )
     hop_s: float = Field(5.0, gt=0, description="Step between windows; < window_s overlaps.")
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle kept-alive connection is closed after this long."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's header block must arrive within this long of its first byte "
+        "(or of the connection): 408 and close. Stops connections held open by trickling "
+        "headers.",
+    )
+    max_header_kb: int = Field(
+        16, ge=1, description="Largest header block; 431 and close beyond (checked as it arrives)."
+    )
+    body_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="A request's whole body must arrive within this long of its headers: "
+        "408 and close. 120 s carries 25 MB at under 2 Mbit/s; lower it where clients are fast.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open connections (and requests in flight) before new requests get 503; "
+        "keep it below the process's file-descriptor limit (ulimit -n).",
+    )
+    shutdown_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM: readiness fails at once, requests are still accepted for this "
+        "long (a load balancer or Kubernetes endpoint stops sending meanwhile), then the "
+        "service drains. A second signal stops at once.",
+    )
+    drain_s: float = Field(
+        30.0,
+        ge=0,
+        description="After the grace period, how long requests in flight may take to finish.",
+    )
     api_key: str | None = Field(
         None,
         description="If set, every route but health and metrics needs "

@@ -36,17 +36,23 @@ def wav_bytes(seconds: float, rate_hz: int = 16_000, freq_hz: float = 220.0, **k
 
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
-    """`app` under uvicorn on a free loopback port, in a thread, until the block ends: its URL."""
+    """`app` under uvicorn on a free loopback port, in a thread, until the block ends: its URL.
+    The server is configured as `python -m service` configures it (service/server.py)."""
     import socket
     import threading
     import time
 
     import uvicorn
 
+    from service.server import server_config
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    settings = app.state.service.settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    config = server_config(app, settings)
+    config.log_level = "warning"
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -8,10 +8,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,6 +29,8 @@ from service.backend import OnnxBackend
 from service.settings import Settings
 from tests.service.conftest import serving, wav_bytes
 from tests.service.test_app import client_for, metric, post_wav, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY = "s3cret"
 V2_INFER = "/v2/models/emodistill/infer"
@@ -276,3 +282,118 @@ def test_413_by_content_length_is_counted_under_its_route(bundle):
         assert _raw(url, head).startswith(b"HTTP/1.1 413")
         with httpx.Client(base_url=url) as http:
             assert metric(http, "emodistill_requests_total", route="/predict", status="413") == 1
+
+
+# --- 3. timeouts, header limits, connection limit (real sockets) -------------------------------
+
+
+def _served(bundle, **settings):
+    return serving(create_app(Settings(model=bundle, warmup=False, **settings)))
+
+
+def _answer_and_close_s(sock: socket.socket, timeout_s: float = 10.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    start, answer = time.monotonic(), b""
+    sock.settimeout(timeout_s)
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer, time.monotonic() - start
+
+
+def test_an_idle_connection_and_trickling_headers_are_dropped_with_408(bundle):
+    with _served(bundle, header_timeout_s=0.5) as url:
+        with socket.create_connection(_address(url)) as idle:
+            answer, took_s = _answer_and_close_s(idle)
+        assert answer.startswith(b"HTTP/1.1 408") and took_s < 3
+        with socket.create_connection(_address(url)) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\n")
+            start = time.monotonic()
+            try:
+                for _ in range(30):  # one header byte every 0.1 s: never a full block
+                    slow.sendall(b"X")
+                    time.sleep(0.1)
+            except OSError:
+                pass  # closed on us
+            answer, _ = _answer_and_close_s(slow)
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 3
+
+
+def test_an_oversized_header_block_is_431(bundle):
+    with _served(bundle, max_header_kb=4) as url, socket.create_connection(_address(url)) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nX-Big: " + b"a" * 8192)
+        answer, _ = _answer_and_close_s(s)
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_a_body_that_trickles_in_is_dropped_with_408(bundle):
+    with _served(bundle, body_timeout_s=1.0) as url, socket.create_connection(_address(url)) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        start = time.monotonic()
+        try:
+            for _ in range(40):
+                s.sendall(b"R")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        answer, _ = _answer_and_close_s(s)
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 4
+
+
+def test_past_the_connection_limit_requests_get_503(bundle):
+    with _served(bundle, max_connections=3) as url:
+        held = [socket.create_connection(_address(url)) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            response = httpx.get(url + "/v2/health/live", timeout=10)
+        finally:
+            for s in held:
+                s.close()
+        assert response.status_code == 503
+        wait_for(lambda: httpx.get(url + "/v2/health/live", timeout=10).status_code == 200)
+
+
+# --- 8. SIGTERM: not ready at once, still serving through the grace period, then drained --------
+
+
+def test_sigterm_keeps_serving_through_the_grace_period_then_exits_cleanly(bundle):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--model", str(bundle), "--port", str(port),
+         "--shutdown-grace-s", "2", "--warmup", "false"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _ready(url), timeout_s=60)
+        with ThreadPoolExecutor(30) as pool:
+            # 30 requests on their way as the signal comes: none may be reset.
+            futures = [
+                pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.5), timeout=60)
+                for _ in range(30)
+            ]
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            assert httpx.get(url + "/v2/health/ready", timeout=5).status_code == 503
+            late = httpx.post(url + "/predict", content=wav_bytes(0.5), timeout=30)
+            assert late.status_code == 200  # still accepted during the grace period
+            assert [f.result().status_code for f in futures] == [200] * 30
+        # Then it drains and ends, by the signal it was sent (uvicorn raises it again once
+        # its shutdown is done, so the exit status says SIGTERM), with no traceback.
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Traceback" not in server.stderr.read()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
