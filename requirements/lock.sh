@@ -32,17 +32,23 @@ torch_cuda=$(echo "torch==$TORCH_VERSION" | "$uv" pip compile - "${image_target[
 exclude=(--no-emit-package torch)
 for name in $torch_cuda; do exclude+=(--no-emit-package "$name"); done
 
-torch_pin=$(mktemp)
-ort_pin=$(mktemp)
-build_pins=$(mktemp)
-trap 'rm -f "$torch_pin" "$ort_pin" "$build_pins"' EXIT
+# The pins that steer each resolution, written from versions.env into requirements/in/ (kept
+# in the repository, so the locks' "via" notes name them and a refresh changes nothing else).
+mkdir -p requirements/in
+note="# Written by requirements/lock.sh from versions.env; edit versions.env instead."
+torch_pin=requirements/in/torch.in
+ort_cpu=requirements/in/onnxruntime-cpu.in
+ort_gpu=requirements/in/onnxruntime-gpu.in
+build_pins=requirements/in/build.in
+# torch's exact version steers its dependencies' resolution.
+printf '%s\ntorch==%s\n' "$note" "$TORCH_VERSION" >"$torch_pin"
+printf '%s\nonnxruntime==%s\n' "$note" "$ONNXRUNTIME_VERSION" >"$ort_cpu"
 # onnxruntime-gpu asks for CUDA ~=13.0, which would take the newest 13.x libraries; the
 # cuda-toolkit metapackage holds them to CUDA_VERSION's release, the one torch is built on.
-gpu_libs="cuda-toolkit[cublas,cudart,cufft,curand,nvjitlink,nvrtc]==$CUDA_VERSION.*"
-# torch's exact version steers its dependencies' resolution.
-echo "torch==$TORCH_VERSION" >"$torch_pin"
+printf '%s\nonnxruntime-gpu==%s\ncuda-toolkit[cublas,cudart,cufft,curand,nvjitlink,nvrtc]==%s.*\n' \
+    "$note" "$ONNXRUNTIME_VERSION" "$CUDA_VERSION" >"$ort_gpu"
 # What builds the project itself: make install builds it without isolation, from the lock.
-printf 'setuptools>=69\nwheel\n' >"$build_pins"
+printf '%s\nsetuptools>=69\nwheel\n' "$note" >"$build_pins"
 
 compile() {  # compile NAME cpu|gpu TORCH(with|without|none) TARGET... -- EXTRA...
     local name=$1 build=$2 torch=$3; shift 3
@@ -50,16 +56,13 @@ compile() {  # compile NAME cpu|gpu TORCH(with|without|none) TARGET... -- EXTRA.
     while [ "$1" != "--" ]; do args+=("$1"); shift; done
     shift
     for extra in "$@"; do args+=(--extra "$extra"); done
+    local ort_pin=$ort_cpu
+    [ "$build" = gpu ] && ort_pin=$ort_gpu
     local inputs=(pyproject.toml "$ort_pin" "$build_pins")
     case $torch in
         with) inputs+=("$torch_pin") ;;
         without) inputs+=("$torch_pin"); args+=("${exclude[@]}") ;;
     esac
-    if [ "$build" = gpu ]; then
-        printf 'onnxruntime-gpu==%s\n%s\n' "$ONNXRUNTIME_VERSION" "$gpu_libs" >"$ort_pin"
-    else
-        echo "onnxruntime==$ONNXRUNTIME_VERSION" >"$ort_pin"
-    fi
     echo "requirements/$name.txt"
     "$uv" pip compile "${inputs[@]}" "${args[@]}" --generate-hashes --quiet \
         --custom-compile-command "make lock" -o "requirements/$name.txt"

@@ -15,12 +15,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import __version__
 from .backend import OnnxBackend
 from .batcher import Batcher, BatcherConfig
 from .metrics import ServiceMetrics
@@ -58,7 +60,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
+            response = JSONResponse(error_body(scope["path"], TOO_LARGE), status_code=413)
             return await response(scope, receive, send)
         seen = 0
 
@@ -75,6 +77,21 @@ class BodyLimit:
 
 
 TOO_LARGE = "upload larger than the limit (max_upload_mb)"
+
+
+def error_body(path: str, message: str) -> dict[str, str]:
+    """The error object: the Open Inference Protocol's `{"error": ...}` on its /v2 routes
+    (its clients read nothing else), FastAPI's `{"detail": ...}` elsewhere."""
+    return {"error": message} if path.startswith("/v2") else {"detail": message}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        error_body(request.url.path, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 class RequestMetrics:
@@ -163,12 +180,13 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
 
     app = FastAPI(
         title="emodistill",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         description="Speech emotion recognition from audio alone (EmoDistill student).",
     )
     app.state.service = state
     app.include_router(routes.router)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     # Added inner to outer: the body limit, then CORS, then metrics (which so see every 413).
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
     if settings.cors_origins:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -21,10 +22,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from . import __version__
 from .audio_input import AudioInputError, AudioLimits, decode_upload
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
 from .scoring import NonFiniteAnswerError, score_clips
-from .v2_request import BINARY_HEADER, V2Limits, V2RequestError, parse_infer
+from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,6 +219,19 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
+@router.get("/v2", summary="Server metadata (Open Inference Protocol)")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "emodistill", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+@router.get("/v2/models/{name}/ready", summary="Whether the model is ready (open, like health)")
+async def model_ready(request: Request, name: str) -> JSONResponse:
+    _model_or_404(request, name)
+    state = _state(request)
+    is_ready = bool(state.ready) and not state.terminating
+    return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
 def _model_or_404(request: Request, name: str):
     meta = _state(request).backend.metadata
     if name != meta.name:
@@ -263,7 +278,7 @@ INFER_BODY = {
     openapi_extra=INFER_BODY,
     summary="Score float32 samples at the model's rate (JSON or binary tensor data)",
 )
-async def infer(request: Request, name: str) -> dict[str, Any]:
+async def infer(request: Request, name: str) -> Response:
     # The key, readiness and model are checked before a byte of the body is read.
     _authorize(request)
     _require_ready(request)
@@ -285,21 +300,25 @@ async def infer(request: Request, name: str) -> dict[str, Any]:
         raise HTTPException(err.status_code, err.detail) from err
     del body
     answers = await _score(request, parsed.clips)
-    probs = [a["probabilities"][label] for a in answers for label in meta.labels]
-    return {
+    probs = np.array([[a["probabilities"][k] for k in meta.labels] for a in answers], "<f4")
+    output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
+    answer = {
         "model_name": meta.name,
         "model_version": meta.version,
         "id": parsed.id,
         "parameters": {"labels": meta.labels},
-        "outputs": [
-            {
-                "name": "probabilities",
-                "datatype": "FP32",
-                "shape": [len(parsed.clips), len(meta.labels)],
-                "data": probs,
-            }
-        ],
+        "outputs": [output],
     }
+    if not parsed.binary_output:
+        output["data"] = probs.reshape(-1).tolist()
+        return JSONResponse(answer)
+    output["parameters"] = {"binary_data_size": probs.nbytes}
+    header = json.dumps(answer).encode()
+    return Response(
+        header + probs.tobytes(),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
 
 
 # --- operations and the page -------------------------------------------------------------------

@@ -27,6 +27,7 @@ from emodistill.audio import MAX_ABS_AMPLITUDE
 BINARY_HEADER = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"
 FLOAT32_BYTES = 4
+OUTPUT = "probabilities"  # the one output tensor: [clips, labels] FP32
 
 
 class V2RequestError(Exception):
@@ -66,6 +67,7 @@ class V2Limits:
 class ParsedInfer:
     id: str | None
     clips: list[np.ndarray]  # each float32 [samples]
+    binary_output: bool  # the client asked for the output as binary data (Triton's default)
 
 
 def _split(body: bytes, header_length: str | None, limits: V2Limits) -> tuple[bytes, memoryview]:
@@ -163,7 +165,21 @@ def parse_infer(body: bytes, header_length: str | None, limits: V2Limits) -> Par
         raise V2RequestError(422, "samples must be finite (no NaN or Inf)")
     if flat.size and float(np.abs(flat).max()) > MAX_ABS_AMPLITUDE:
         raise V2RequestError(422, _amplitude_message())
-    return ParsedInfer(request.id, list(flat.reshape(clips, samples)))
+    return ParsedInfer(request.id, list(flat.reshape(clips, samples)), _binary_output(request))
+
+
+def _binary_output(request: InferRequest) -> bool:
+    """Whether the output goes back as binary data: asked per output (`binary_data`) or for
+    all (`binary_data_output`), as the binary tensor extension defines."""
+    wanted = request.parameters.get("binary_data_output") is True
+    for output in request.outputs or []:
+        if output.get("name") != OUTPUT:
+            raise V2RequestError(400, f"unknown output {str(output.get('name'))[:64]!r}; "
+                                      f"the model's output is {OUTPUT!r}")  # fmt: skip
+        parameters = output.get("parameters") or {}
+        if isinstance(parameters, dict) and "binary_data" in parameters:
+            wanted = parameters["binary_data"] is True
+    return wanted
 
 
 def _amplitude_message() -> str:
