@@ -40,6 +40,9 @@ class ServiceState:
     metrics: ServiceMetrics | None = None
     # Decoding, resampling and request parsing, off the event loop (settings.decode_workers).
     workers: ThreadPoolExecutor | None = None
+    # Requests reading or decoding a body at once (settings.max_uploads); the others wait
+    # before reading theirs, so TCP holds their bytes, not this process.
+    upload_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     ready: bool = False  # the model is loaded and warm: requests are served
     # SIGTERM came: readiness fails so balancers stop sending, but requests are still served
     # until the grace period ends (service/server.py).
@@ -160,6 +163,7 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
         )
         state.metrics.track_queue(lambda: state.batcher.queue_depth if state.batcher else 0)
         state.workers = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        state.upload_slots = asyncio.Semaphore(settings.max_uploads)
         await state.batcher.start()
         if settings.warmup and hasattr(backend, "warm_up"):
             seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)

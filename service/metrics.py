@@ -1,7 +1,8 @@
 """Prometheus metrics of one service instance (its own registry, so apps never collide).
 
 Requests by route and status, latency, queue wait, batch size, audio-seconds, queue depth,
-inference failures and the model served. The batcher reports batches through `on_batch`.
+inference failures, non-finite answers, the model served, and the process (memory, CPU, file
+descriptors). The batcher reports batches through `on_batch`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -70,6 +72,8 @@ class ServiceMetrics:
             registry=r,
         )
         Info("emodistill_model", "The model served.", registry=r).info(model)
+        # process_resident_memory_bytes, CPU seconds, open fds: what bench/attack.py watches.
+        ProcessCollector(registry=r)
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))

@@ -188,17 +188,19 @@ async def predict(request: Request) -> Prediction:
     _require_ready(request)
     state = _state(request)
     meta = state.backend.metadata
-    data, content_type = await _upload(request)
     limits = AudioLimits(
         sample_rate_hz=meta.sample_rate_hz,
         max_duration_s=state.settings.max_audio_s,
         max_decoded_samples=state.settings.max_decoded_samples,
     )
-    try:
-        decoded = await _in_workers(request, partial(decode_upload, data, limits, content_type))
-    except AudioInputError as err:
-        raise HTTPException(err.status_code, err.detail) from err
-    del data  # the decoded samples are all that is kept
+    async with state.upload_slots:  # bodies in memory at once: at most max_uploads
+        data, content_type = await _upload(request)
+        try:
+            decode = partial(decode_upload, data, limits, content_type)
+            decoded = await _in_workers(request, decode)
+        except AudioInputError as err:
+            raise HTTPException(err.status_code, err.detail) from err
+        del data  # the decoded samples are all that is kept
     answer = (await _score(request, [decoded.samples]))[0]
     answer["duration_s"] = decoded.duration_s
     return Prediction(**answer, model={"name": meta.name, "version": meta.version})
@@ -293,12 +295,13 @@ async def infer(request: Request, name: str) -> Response:
     declared = request.headers.get("content-length", "")
     if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
         raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
-    body = await _body(request)
-    try:
-        parsed = await _in_workers(request, partial(parse_infer, body, header_length, limits))
-    except V2RequestError as err:
-        raise HTTPException(err.status_code, err.detail) from err
-    del body
+    async with _state(request).upload_slots:  # bodies in memory at once: at most max_uploads
+        body = await _body(request)
+        try:
+            parsed = await _in_workers(request, partial(parse_infer, body, header_length, limits))
+        except V2RequestError as err:
+            raise HTTPException(err.status_code, err.detail) from err
+        del body
     answers = await _score(request, parsed.clips)
     probs = np.array([[a["probabilities"][k] for k in meta.labels] for a in answers], "<f4")
     output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         "Larger tensors go as binary data (Inference-Header-Content-Length), which costs no "
         "parsing.",
     )
+    max_uploads: int = Field(
+        32,
+        ge=1,
+        description="Requests whose body is read and decoded at once; the others wait before "
+        "reading theirs. Bounds request bodies in memory to max_uploads × max_upload_mb "
+        "(800 MB at the defaults); each waits at most body_timeout_s.",
+    )
     decode_workers: int = Field(
         2,
         ge=1,

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -397,3 +398,24 @@ def _ready(url: str) -> bool:
         return httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_bodies_in_memory_are_bounded_by_max_uploads(bundle, monkeypatch):
+    real, entered, gate = routes.decode_upload, [], threading.Event()
+
+    def gated_decode(*args, **kw):
+        entered.append(1)
+        gate.wait(30)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(routes, "decode_upload", gated_decode)
+    app = create_app(Settings(model=bundle, warmup=False, max_uploads=1, decode_workers=2))
+    with serving(app) as url, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.5), timeout=60)
+        wait_for(lambda: len(entered) == 1)
+        second = pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.6), timeout=60)
+        time.sleep(0.5)
+        assert len(entered) == 1  # the second body waits unread, though a worker is free
+        gate.set()
+        assert first.result().status_code == second.result().status_code == 200
+    assert len(entered) == 2
