@@ -2,7 +2,8 @@
 
 Thin: each route checks the key, reads its bounded input, decodes or parses it in the worker
 pool (never on the event loop), hands clips to `scoring.score_clips` and shapes the answer.
-Errors are JSON `{"detail": ...}` with the status the failure deserves.
+Errors are JSON with the status the failure deserves: `{"error": ...}` on the /v2 routes (the
+Open Inference Protocol's object), `{"detail": ...}` elsewhere (service/app.py).
 """
 
 from __future__ import annotations
