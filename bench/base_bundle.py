@@ -25,9 +25,9 @@ import torch
 
 from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.bundle import MODEL_FP16, MODEL_FP32, BundleError, BundleMetadata, load_bundle
+from emodistill.runtime import CUDA_OPTIONS
 from export.bundle_writer import ExportOptions, Limits, export_bundle
 from export.parity import agreement, batch_invariance, probe_clips, run_batched, session
-from service.backend import CUDA_OPTIONS
 from training.config import StudentConfig
 from training.student import EmoDistillStudent, build_classifier, build_feature_extractor
 

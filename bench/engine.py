@@ -32,8 +32,8 @@ from timing import timed_together  # bench/ is this script's folder
 
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from emodistill.runtime import CUDA_OPTIONS
 from export import onnx_graph
-from service.backend import CUDA_OPTIONS
 from training.batch_invariant import classify
 from training.config import StudentConfig
 from training.student import build_classifier

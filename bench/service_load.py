@@ -40,8 +40,8 @@ import numpy as np
 import soundfile as sf
 from timing import timed  # bench/ is this script's folder
 
+from emodistill.runtime import OnnxBackend
 from export.parity import probe_clips
-from service.backend import OnnxBackend
 
 
 def speech_like(seconds: float, rate_hz: int = 16_000) -> bytes:

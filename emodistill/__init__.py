@@ -1,5 +1,28 @@
-"""The contract shared by every stage: audio in, and (later) the model bundle's layout.
+"""The contract shared by every stage and the torch-free runtime.
 
-Deliberately small and torch-free: `service/` imports it, so nothing here may pull in
-torch, transformers or openSMILE.
+- The contract: audio in (`audio`), the model bundle (`bundle`).
+- The runtime: `load(bundle).predict(audio)` (`recognizer`), over the onnxruntime session
+  (`runtime`), decoding and its limits (`audio_input`), windows and aggregation (`scoring`).
+  The service is an HTTP layer over it.
+
+Nothing here may pull in torch, transformers or openSMILE: `service/` and its image import it.
+`load` and `Recognizer` are imported on first use, so training, which reads the contract,
+does not load onnxruntime.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emodistill.recognizer import Recognizer, load
+
+__all__ = ["Recognizer", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from emodistill import recognizer
+
+        return getattr(recognizer, name)
+    raise AttributeError(f"module 'emodistill' has no attribute {name!r}")

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from emodistill.bundle import BundleError
 from emodistill.gpu import CudaUnavailable
+from emodistill.runtime import OnnxBackend
 
 from .app import create_app
-from .backend import OnnxBackend
 from .server import GracefulServer, server_config
 from .settings import settings_from_cli
 

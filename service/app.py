@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from emodistill.runtime import OnnxBackend
+
 from . import __version__
-from .backend import OnnxBackend
 from .batcher import Batcher, BatcherConfig
 from .metrics import ServiceMetrics
 from .settings import Settings

@@ -23,10 +23,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.scoring import NonFiniteAnswerError, score_clips
+
 from . import __version__
-from .audio_input import AudioInputError, AudioLimits, decode_upload
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
-from .scoring import NonFiniteAnswerError, score_clips
 from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from emodistill.scoring import HOP_S, WINDOW_S
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMODISTILL_", extra="forbid")
@@ -93,12 +95,12 @@ class Settings(BaseSettings):
         "of cores left to the service after the model's.",
     )
     window_s: float = Field(
-        10.0,
+        WINDOW_S,
         gt=0,
         description="Clips longer than this are scored in windows of this length; "
         "IEMOCAP utterances are mostly under 10 s.",
     )
-    hop_s: float = Field(5.0, gt=0, description="Step between windows; < window_s overlaps.")
+    hop_s: float = Field(HOP_S, gt=0, description="Step between windows; < window_s overlaps.")
     keep_alive_s: float = Field(
         5.0, gt=0, description="An idle kept-alive connection is closed after this long."
     )

@@ -162,3 +162,18 @@ def write_tiny_bert(folder: Path, words: Iterable[str], seed: int = 0) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    """A tiny real bundle (exported once per session) for the runtime and service tests."""
+    from export.bundle_writer import ExportOptions, export_bundle
+    from tests.export.test_bundle import write_checkpoint
+
+    root = tmp_path_factory.mktemp("service_bundle")
+    checkpoint = write_checkpoint(root / "checkpoint", "group")
+    quick = ExportOptions(
+        reference_clips=4, invariance_clips=4, agreement_clips=16, naive_contrast=False
+    )
+    export_bundle(checkpoint, root / "bundle", quick)
+    return root / "bundle"

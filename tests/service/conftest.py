@@ -5,25 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-from export.bundle_writer import ExportOptions, export_bundle
-from tests.export.test_bundle import write_checkpoint
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("service_bundle")
-    checkpoint = write_checkpoint(root / "checkpoint", "group")
-    quick = ExportOptions(
-        reference_clips=4, invariance_clips=4, agreement_clips=16, naive_contrast=False
-    )
-    export_bundle(checkpoint, root / "bundle", quick)
-    return root / "bundle"
 
 
 def wav_bytes(seconds: float, rate_hz: int = 16_000, freq_hz: float = 220.0, **kw) -> bytes:

@@ -20,8 +20,8 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from emodistill.bundle import MODEL_FP32, load_bundle
+from emodistill.runtime import OnnxBackend
 from service.app import create_app
-from service.backend import OnnxBackend
 from service.settings import Settings
 from tests.service.conftest import serving, wav_bytes
 

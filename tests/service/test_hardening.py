@@ -24,9 +24,9 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from emodistill.runtime import OnnxBackend
 from service import routes
 from service.app import create_app
-from service.backend import OnnxBackend
 from service.settings import Settings
 from tests.service.conftest import serving, wav_bytes
 from tests.service.test_app import client_for, metric, post_wav, wait_for

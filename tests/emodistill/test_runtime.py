@@ -11,7 +11,7 @@ import pytest
 
 from emodistill.bundle import MODEL_FP16, MODEL_FP32, MODEL_INT8
 from emodistill.gpu import CudaUnavailable
-from service.backend import OnnxBackend, choose_device, choose_model
+from emodistill.runtime import OnnxBackend, choose_device, choose_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

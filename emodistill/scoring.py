@@ -12,6 +12,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# Long audio is scored in windows of WINDOW_S every HOP_S: IEMOCAP utterances are mostly
+# under 10 s. The service's settings and the Python API default to these.
+WINDOW_S = 10.0
+HOP_S = 5.0
+
 
 class Submitter(Protocol):
     async def submit_many(self, clips: list[np.ndarray]) -> list[np.ndarray]: ...
@@ -67,6 +72,32 @@ def _answer(
     return answer
 
 
+def split(
+    clips: list[np.ndarray], rate_hz: int, window_s: float, hop_s: float
+) -> tuple[list[list[tuple[int, int]]], list[np.ndarray]]:
+    """(each clip's window spans, every window's samples in order): what goes to the model."""
+    spans = [windows(len(c), rate_hz, window_s, hop_s) for c in clips]
+    pieces = [c[a:b] for c, clip_spans in zip(clips, spans, strict=True) for a, b in clip_spans]
+    return spans, pieces
+
+
+def combine(
+    clips: list[np.ndarray],
+    spans: list[list[tuple[int, int]]],
+    logits: list[np.ndarray],
+    labels: list[str],
+    rate_hz: int,
+) -> list[dict[str, Any]]:
+    """Each clip's answer from its windows' logits (in `split`'s order)."""
+    answers, start = [], 0
+    for clip, clip_spans in zip(clips, spans, strict=True):
+        answers.append(
+            _answer(clip, clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
+        )
+        start += len(clip_spans)
+    return answers
+
+
 async def score_clips(
     clips: list[np.ndarray],
     batcher: Submitter,
@@ -80,13 +111,5 @@ async def score_clips(
     Every window of every clip goes to the batcher in one call, so a request is admitted
     whole or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
     """
-    spans = [windows(len(c), rate_hz, window_s, hop_s) for c in clips]
-    pieces = [c[a:b] for c, clip_spans in zip(clips, spans, strict=True) for a, b in clip_spans]
-    logits = await batcher.submit_many(pieces)
-    answers, start = [], 0
-    for clip, clip_spans in zip(clips, spans, strict=True):
-        answers.append(
-            _answer(clip, clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
-        )
-        start += len(clip_spans)
-    return answers
+    spans, pieces = split(clips, rate_hz, window_s, hop_s)
+    return combine(clips, spans, await batcher.submit_many(pieces), labels, rate_hz)

@@ -14,7 +14,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
+from emodistill.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
 from tests.conftest import AUDIO_FORMATS
 
 RATE_HZ = 16_000
@@ -197,7 +197,7 @@ def test_limits_must_be_consistent() -> None:
 
 
 def test_module_imports_no_torch() -> None:
-    code = "import sys, service.audio_input; assert 'torch' not in sys.modules"
+    code = "import sys, emodistill.audio_input; assert 'torch' not in sys.modules"
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
 
