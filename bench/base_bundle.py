@@ -25,7 +25,6 @@ import torch
 
 from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.bundle import MODEL_FP16, MODEL_FP32, BundleError, BundleMetadata, load_bundle
-from emodistill.runtime import CUDA_OPTIONS
 from export.bundle_writer import ExportOptions, Limits, export_bundle
 from export.parity import agreement, batch_invariance, probe_clips, run_batched, session
 from training.config import StudentConfig
@@ -49,9 +48,8 @@ def write_base_checkpoint(folder: Path) -> Path:
 
 
 def cuda_figures(bundle: Path, clips: int) -> dict[str, float]:
-    cuda = [("CUDAExecutionProvider", dict(CUDA_OPTIONS))]
-    fp16_cuda = session(bundle / MODEL_FP16, cuda)  # type: ignore[arg-type]
-    fp32_cuda = session(bundle / MODEL_FP32, cuda)  # type: ignore[arg-type]
+    fp16_cuda = session(bundle / MODEL_FP16, cuda=True)
+    fp32_cuda = session(bundle / MODEL_FP32, cuda=True)
     fp32_cpu = session(bundle / MODEL_FP32)
     for s in (fp16_cuda, fp32_cuda):
         if s.get_providers()[0] != "CUDAExecutionProvider":

@@ -40,6 +40,7 @@ from transformers import (
 
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from emodistill.runtime import make_session
 from export import onnx_graph
 from training.config import StudentConfig
 from training.corpus.synthetic_text import NEUTRAL, THING, TIME, WHO
@@ -138,11 +139,8 @@ def student_sessions(workdir: Path) -> dict[str, ort.InferenceSession]:
     ).eval()
     onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ)
     onnx_graph.quantize_int8(workdir / "student.onnx", workdir / "student.int8.onnx")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as served
     return {
-        name: ort.InferenceSession(str(workdir / file), options, providers=["CPUExecutionProvider"])
+        name: make_session(workdir / file)  # as served
         for name, file in (("student", "student.onnx"), ("student_int8", "student.int8.onnx"))
     }
 

@@ -32,7 +32,7 @@ from timing import timed_together  # bench/ is this script's folder
 
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
-from emodistill.runtime import CUDA_OPTIONS
+from emodistill.runtime import make_session
 from export import onnx_graph
 from training.batch_invariant import classify
 from training.config import StudentConfig
@@ -50,10 +50,6 @@ def engines(
         StudentConfig(pretrained=None, preset=preset), ["a", "b", "c", "d"]
     ).eval()
     onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # As the service runs it, and so idle threads of one engine never slow the next one timed.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
 
     def torch_engine(device: str, dtype: torch.dtype | None, compiled: bool = False):
@@ -74,8 +70,9 @@ def engines(
 
         return run
 
-    def onnx_engine(path: Path, providers: list):
-        session = ort.InferenceSession(str(path), options, providers=providers)
+    def onnx_engine(path: Path, cuda: bool):
+        # As the service runs it; idle threads of one engine never slow the next one timed.
+        session = make_session(path, cuda)
         return lambda values, mask: session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
 
     if "cpu" in devices:
@@ -83,8 +80,8 @@ def engines(
         out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
         if compile_torch:
             out["pytorch-fp32-compile-cpu"] = torch_engine("cpu", None, compiled=True)
-        out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", ["CPUExecutionProvider"])
-        out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", ["CPUExecutionProvider"])
+        out["onnx-fp32-cpu"] = onnx_engine(workdir / "model.onnx", cuda=False)
+        out["onnx-int8-cpu"] = onnx_engine(workdir / "model.int8.onnx", cuda=False)
     if "cuda" in devices and torch.cuda.is_available():
         # PyTorch's defaults: TF32 off for matrix products, on for cuDNN convolutions.
         out["pytorch-fp32-cuda"] = torch_engine("cuda", None)
@@ -94,9 +91,8 @@ def engines(
             out["pytorch-bf16-compile-cuda"] = torch_engine("cuda", torch.bfloat16, compiled=True)
         if "CUDAExecutionProvider" in ort.get_available_providers():
             onnx_graph.convert_fp16(workdir / "model.onnx", workdir / "model.fp16.onnx")
-            cuda = [("CUDAExecutionProvider", dict(CUDA_OPTIONS))]
-            out["onnx-fp32-cuda"] = onnx_engine(workdir / "model.onnx", cuda)
-            out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", cuda)
+            out["onnx-fp32-cuda"] = onnx_engine(workdir / "model.onnx", cuda=True)
+            out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", cuda=True)
         else:
             print("onnxruntime has no CUDA provider here: no ONNX CUDA rows", flush=True)
     return out

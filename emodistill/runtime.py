@@ -62,7 +62,10 @@ def choose_model(metadata: BundleMetadata, cuda: bool, int8: bool) -> str:
     return MODEL_FP32
 
 
-def _session(path: Path, cuda: bool) -> ort.InferenceSession:
+def make_session(path: Path, cuda: bool = False) -> ort.InferenceSession:
+    """The one way a bundle's ONNX file is opened, as the service runs it: the service, the
+    Python API, export's parity figures and the benchmarks all use it. `cuda`: the CUDA
+    provider first (with CUDA_OPTIONS), the CPU for what it does not run."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     # onnxruntime's intra-op threads spin after each run by default, burning the cores
@@ -81,7 +84,7 @@ class OnnxBackend:
         self.metadata = load_bundle(bundle)  # checks every sha256: a corrupt bundle stops here
         cuda, why = choose_device(device)
         self.model_file = bundle / choose_model(self.metadata, cuda, int8)
-        self.session = _session(self.model_file, cuda)
+        self.session = make_session(self.model_file, cuda)
         self.provider = self.session.get_providers()[0]
         if cuda and self.provider != CUDA_PROVIDER:
             # Every cause we can see was checked above; this is onnxruntime's own refusal,
@@ -91,7 +94,7 @@ class OnnxBackend:
                 raise CudaUnavailable(why)
             self.model_file = bundle / choose_model(self.metadata, False, int8)
             log.warning("device=auto: %s; serving %s on the CPU", why, self.model_file.name)
-            self.session = _session(self.model_file, False)
+            self.session = make_session(self.model_file, False)
             self.provider = self.session.get_providers()[0]
         log.info("serving %s with %s (%s)", self.model_file.name, self.provider, why)
 

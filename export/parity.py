@@ -9,12 +9,14 @@ the reference forward it is handed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from emodistill.audio import pad_batch as pad
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from emodistill.runtime import make_session
 
 Logits = np.ndarray  # [N, C] float32
 
@@ -96,9 +98,6 @@ def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
     }
 
 
-def session(path, providers: Sequence[str] | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # fp16 graphs warn about every inserted Cast
-    return ort.InferenceSession(
-        str(path), options, providers=list(providers or ["CPUExecutionProvider"])
-    )
+def session(path: Path, cuda: bool = False) -> ort.InferenceSession:
+    """The file opened as the service opens it (emodistill.runtime.make_session)."""
+    return make_session(Path(path), cuda)

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -30,13 +31,14 @@ from .metrics import ServiceMetrics
 from .settings import Settings
 
 log = logging.getLogger("emodistill.service")
+T = TypeVar("T")
 OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready", "/metrics")
 
 
 @dataclass
 class ServiceState:
     settings: Settings
-    backend: Any = None
+    backend: OnnxBackend | None = None
     batcher: Batcher | None = None
     metrics: ServiceMetrics | None = None
     # Decoding, resampling and request parsing, off the event loop (settings.decode_workers).
@@ -49,6 +51,29 @@ class ServiceState:
     # until the grace period ends (service/server.py).
     terminating: bool = False
     started_s: float = field(default_factory=time.perf_counter)
+
+    # Typed views for the routes, which run only after start-up has set every part.
+    @property
+    def model(self) -> OnnxBackend:
+        return _started(self.backend)
+
+    @property
+    def queue(self) -> Batcher:
+        return _started(self.batcher)
+
+    @property
+    def meter(self) -> ServiceMetrics:
+        return _started(self.metrics)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        return _started(self.workers)
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the service has not started: start-up (lifespan) sets this")
+    return part
 
 
 class BodyLimit:
@@ -134,7 +159,9 @@ class RequestMetrics:
             self.state.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
-def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBackend) -> FastAPI:
+def create_app(
+    settings: Settings, backend_factory: Callable[[Path, str, bool], OnnxBackend] = OnnxBackend
+) -> FastAPI:
     """The service for `settings`; `backend_factory(bundle, device, int8)` is swappable in tests."""
     state = ServiceState(settings)
 
@@ -147,7 +174,7 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
             {
                 "name": meta.name,
                 "version": meta.version,
-                "provider": getattr(backend, "provider", "unknown"),
+                "provider": backend.provider,
                 "labels": ",".join(meta.labels),
             }
         )
@@ -166,7 +193,7 @@ def create_app(settings: Settings, backend_factory: Callable[..., Any] = OnnxBac
         state.workers = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         state.upload_slots = asyncio.Semaphore(settings.max_uploads)
         await state.batcher.start()
-        if settings.warmup and hasattr(backend, "warm_up"):
+        if settings.warmup:
             seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
             took = await asyncio.get_running_loop().run_in_executor(
                 None, backend.warm_up, settings.max_batch_size, seconds

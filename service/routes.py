@@ -27,6 +27,7 @@ from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
 from emodistill.scoring import NonFiniteAnswerError, score_clips
 
 from . import __version__
+from .app import ServiceState
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
 from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
 
@@ -63,8 +64,9 @@ class Prediction(BaseModel):
     )
 
 
-def _state(request: Request):
-    return request.app.state.service
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
 
 
 def _authorize(request: Request) -> None:
@@ -111,9 +113,9 @@ async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
 async def _score(request: Request, clips: list[np.ndarray]) -> list[dict[str, Any]]:
     """Each clip's answer; all their windows are admitted to the queue together or not at all."""
     state = _state(request)
-    s, meta = state.settings, state.backend.metadata
+    s, meta = state.settings, state.model.metadata
     work = asyncio.ensure_future(
-        score_clips(clips, state.batcher, meta.labels, meta.sample_rate_hz, s.window_s, s.hop_s)
+        score_clips(clips, state.queue, meta.labels, meta.sample_rate_hz, s.window_s, s.hop_s)
     )
     try:
         answers = await _until_disconnect(request, work)
@@ -132,20 +134,20 @@ async def _score(request: Request, clips: list[np.ndarray]) -> list[dict[str, An
     except BatcherClosedError as err:
         raise HTTPException(503, "shutting down", {"Retry-After": "5"}) from err
     except NonFiniteAnswerError as err:
-        state.metrics.nonfinite.inc()
+        state.meter.nonfinite.inc()
         log.error("the model answered NaN or infinity; the request got 500")
         raise HTTPException(500, "the model produced a non-finite answer for this input") from err
     except HTTPException:
         raise
     except Exception as err:  # the model failed on this batch; other requests go on
         raise HTTPException(500, "inference failed for this request") from err
-    state.metrics.audio.inc(sum(len(c) for c in clips) / meta.sample_rate_hz)
+    state.meter.audio.inc(sum(len(c) for c in clips) / meta.sample_rate_hz)
     return answers
 
 
 async def _in_workers(request: Request, work: Callable[[], T]) -> T:
     """`work` in the worker pool: decoding and parsing never hold up the event loop."""
-    pool = _state(request).workers
+    pool = _state(request).pool
     return await asyncio.get_running_loop().run_in_executor(pool, work)
 
 
@@ -189,7 +191,7 @@ async def predict(request: Request) -> Prediction:
     _authorize(request)
     _require_ready(request)
     state = _state(request)
-    meta = state.backend.metadata
+    meta = state.model.metadata
     limits = AudioLimits(
         sample_rate_hz=meta.sample_rate_hz,
         max_duration_s=state.settings.max_audio_s,
@@ -237,7 +239,7 @@ async def model_ready(request: Request, name: str) -> JSONResponse:
 
 
 def _model_or_404(request: Request, name: str):
-    meta = _state(request).backend.metadata
+    meta = _state(request).model.metadata
     if name != meta.name:
         raise HTTPException(404, f"no model named {name!r}; this service serves {meta.name!r}")
     return meta
@@ -247,7 +249,7 @@ def _model_or_404(request: Request, name: str):
 async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     _authorize(request)
     meta = _model_or_404(request, name)
-    backend = _state(request).backend
+    backend = _state(request).model
     return {
         "name": meta.name,
         "versions": [meta.version],
@@ -259,8 +261,8 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
             "sample_rate_hz": meta.sample_rate_hz,
             # Which onnxruntime provider and bundle file answer, so a client can tell a GPU
             # deployment from one that fell back to the CPU.
-            "provider": getattr(backend, "provider", "unknown"),
-            "model_file": getattr(getattr(backend, "model_file", None), "name", "unknown"),
+            "provider": backend.provider,
+            "model_file": backend.model_file.name,
         },
     }
 
@@ -331,7 +333,7 @@ async def infer(request: Request, name: str) -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    m = _state(request).metrics
+    m = _state(request).meter
     return Response(m.render(), media_type=m.content_type)
 
 

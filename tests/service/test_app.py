@@ -185,20 +185,14 @@ def test_api_key_guards_model_work_and_metadata_only(bundle):
             assert client.get(open_route).status_code == 200
 
 
-class SlowBackend:
-    """A fake model: slow, failing on a marker sample, counting the clips it saw."""
-
-    def __init__(self, bundle, *_):
-        self.real = OnnxBackend(bundle)
-        self.metadata = self.real.metadata
+class SlowBackend(OnnxBackend):
+    """The real model, slow, failing on a marker sample."""
 
     def infer(self, clips):
-        import time
-
         time.sleep(0.2)
         if any(abs(float(c[0]) - 0.123) < 1e-6 for c in clips):
             raise RuntimeError("model exploded")
-        return self.real.infer(clips)
+        return super().infer(clips)
 
 
 def test_full_queue_answers_503_with_retry_after_and_failures_stay_local(bundle):
@@ -267,15 +261,14 @@ def test_openapi_and_page(bundle):
     assert json.loads((bundle / "bundle.json").read_text())["name"] == "emodistill"
 
 
-class GatedBackend:
+class GatedBackend(OnnxBackend):
     """A real model behind a gate: every call waits until the test opens it. Records the
     batch sizes it was called with."""
 
     made: ClassVar[list[GatedBackend]] = []
 
-    def __init__(self, bundle, *_):
-        self.real = OnnxBackend(bundle)
-        self.metadata = self.real.metadata
+    def __init__(self, bundle, *args):
+        super().__init__(bundle, *args)
         self.entered, self.gate = threading.Event(), threading.Event()
         self.calls: list[int] = []
         GatedBackend.made.append(self)
@@ -284,7 +277,7 @@ class GatedBackend:
         self.calls.append(len(clips))
         self.entered.set()
         assert self.gate.wait(timeout=30), "the test never opened the gate"
-        return self.real.infer(clips)
+        return super().infer(clips)
 
 
 def wait_for(condition, timeout_s: float = 10.0) -> None:
