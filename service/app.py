@@ -32,7 +32,6 @@ from .settings import Settings
 
 log = logging.getLogger("emodistill.service")
 T = TypeVar("T")
-OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready", "/metrics")
 
 
 @dataclass
