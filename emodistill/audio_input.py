@@ -35,6 +35,14 @@ _BLOCK_SAMPLES = 1 << 18
 _UNKNOWN_RIFF_SIZES = frozenset({0, 0xFFFFFFFF})
 
 
+# The default limits (the service's settings and the Python API take them from here).
+MAX_AUDIO_S = 600.0
+# The decoding work: frames × channels, from the header before decoding (and never read
+# past). 57.6 M is 600 s of 48 kHz stereo; a 252 KB FLAC of 599 s × 8 channels × 192 kHz
+# (920 M) is refused instead of decoding for seconds into ~700 MB.
+MAX_DECODED_SAMPLES = 57_600_000
+
+
 class AudioInputError(Exception):
     """The upload cannot be used; `status_code` is the HTTP status, `detail` the reason."""
 
@@ -55,10 +63,7 @@ class AudioLimits:
     max_input_rate_hz: int = 192000
     # Many channels of compressed silence would decode to far more samples than were uploaded.
     max_channels: int = 32
-    # The decoding work: frames × channels, from the header before decoding (and never read
-    # past). 57.6 M is 600 s of 48 kHz stereo; a 252 KB FLAC of 599 s × 8 channels × 192 kHz
-    # (920 M) is refused instead of decoding for seconds into ~700 MB.
-    max_decoded_samples: int = 57_600_000
+    max_decoded_samples: int = MAX_DECODED_SAMPLES
 
     def __post_init__(self) -> None:
         if self.sample_rate_hz <= 0 or not 0 <= self.min_duration_s <= self.max_duration_s:

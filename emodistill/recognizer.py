@@ -21,9 +21,16 @@ from typing import Any
 import numpy as np
 
 from emodistill.audio import MAX_ABS_AMPLITUDE
-from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.audio_input import MAX_AUDIO_S, AudioInputError, AudioLimits, decode_upload
 from emodistill.runtime import OnnxBackend
-from emodistill.scoring import HOP_S, WINDOW_S, combine, split
+from emodistill.scoring import (
+    HOP_S,
+    MAX_BATCH_AUDIO_S,
+    MAX_BATCH_SIZE,
+    WINDOW_S,
+    combine,
+    split,
+)
 
 # A path or URL-free file name, the file's bytes, or float32 mono samples at the bundle's rate.
 Audio = str | Path | bytes | np.ndarray
@@ -34,9 +41,9 @@ class Recognizer:
     backend: OnnxBackend
     window_s: float = WINDOW_S
     hop_s: float = HOP_S
-    max_batch_size: int = 32
-    max_batch_audio_s: float = 64.0  # padded audio per model call: bounds memory
-    max_audio_s: float = 600.0
+    max_batch_size: int = MAX_BATCH_SIZE
+    max_batch_audio_s: float = MAX_BATCH_AUDIO_S
+    max_audio_s: float = MAX_AUDIO_S
 
     @property
     def labels(self) -> list[str]:

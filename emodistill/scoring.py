@@ -16,6 +16,9 @@ import numpy as np
 # under 10 s. The service's settings and the Python API default to these.
 WINDOW_S = 10.0
 HOP_S = 5.0
+# Windows per model call, and padded audio per call (longest × count): bounds memory.
+MAX_BATCH_SIZE = 32
+MAX_BATCH_AUDIO_S = 64.0
 
 
 class Submitter(Protocol):

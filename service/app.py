@@ -44,7 +44,7 @@ class ServiceState:
     workers: ThreadPoolExecutor | None = None
     # Requests reading or decoding a body at once (settings.max_uploads); the others wait
     # before reading theirs, so TCP holds their bytes, not this process.
-    upload_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    upload_slots: asyncio.Semaphore | None = None
     ready: bool = False  # the model is loaded and warm: requests are served
     # SIGTERM came: readiness fails so balancers stop sending, but requests are still served
     # until the grace period ends (service/server.py).
@@ -67,6 +67,10 @@ class ServiceState:
     @property
     def pool(self) -> ThreadPoolExecutor:
         return _started(self.workers)
+
+    @property
+    def uploads(self) -> asyncio.Semaphore:
+        return _started(self.upload_slots)
 
 
 def _started(part: T | None) -> T:

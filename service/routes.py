@@ -197,7 +197,7 @@ async def predict(request: Request) -> Prediction:
         max_duration_s=state.settings.max_audio_s,
         max_decoded_samples=state.settings.max_decoded_samples,
     )
-    async with state.upload_slots:  # bodies in memory at once: at most max_uploads
+    async with state.uploads:  # bodies in memory at once: at most max_uploads
         data, content_type = await _upload(request)
         try:
             decode = partial(decode_upload, data, limits, content_type)
@@ -299,7 +299,7 @@ async def infer(request: Request, name: str) -> Response:
     declared = request.headers.get("content-length", "")
     if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
         raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
-    async with _state(request).upload_slots:  # bodies in memory at once: at most max_uploads
+    async with _state(request).uploads:  # bodies in memory at once: at most max_uploads
         body = await _body(request)
         try:
             parsed = await _in_workers(request, partial(parse_infer, body, header_length, limits))

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from emodistill.scoring import HOP_S, WINDOW_S
+from emodistill.audio_input import MAX_AUDIO_S, MAX_DECODED_SAMPLES
+from emodistill.scoring import HOP_S, MAX_BATCH_AUDIO_S, MAX_BATCH_SIZE, WINDOW_S
 
 
 class Settings(BaseSettings):
@@ -30,13 +31,13 @@ class Settings(BaseSettings):
         "slightly different probabilities (its agreement is in bundle.json).",
     )
     max_batch_size: int = Field(
-        32,
+        MAX_BATCH_SIZE,
         ge=1,
         description="Most clips per model call. Larger: more throughput under load, "
         "more latency for the clips that wait for a long one.",
     )
     max_batch_audio_s: float = Field(
-        64.0,
+        MAX_BATCH_AUDIO_S,
         gt=0,
         description="Padded audio per batch (longest clip × clips), in seconds: "
         "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens.",
@@ -61,13 +62,13 @@ class Settings(BaseSettings):
         description="Largest request body; larger uploads get 413 without being read into memory.",
     )
     max_audio_s: float = Field(
-        600.0,
+        MAX_AUDIO_S,
         gt=0,
         description="Longest audio accepted (413 beyond). Long audio is scored "
         "window by window, so this bounds work, not memory.",
     )
     max_decoded_samples: int = Field(
-        57_600_000,
+        MAX_DECODED_SAMPLES,
         ge=1,
         description="Decoding work per upload: frames × channels, from the header, before "
         "decoding (413 beyond). The default is 600 s of 48 kHz stereo; a small compressed "
