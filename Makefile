@@ -49,7 +49,7 @@ lock:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy emodistill service export
+	$(BIN)/mypy emodistill service export student training bench
 
 test: install lint
 	$(BIN)/python -m pytest

@@ -46,9 +46,9 @@ RATE_HZ = 16_000
 V2_INFER = "/v2/models/{name}/infer"
 
 
-def wav(samples: np.ndarray, rate_hz: int = RATE_HZ, subtype: str = "PCM_16", **kw) -> bytes:
+def wav(samples: np.ndarray, rate_hz: int = RATE_HZ, subtype: str = "PCM_16") -> bytes:
     buffer = io.BytesIO()
-    sf.write(buffer, samples, rate_hz, format=kw.pop("format", "WAV"), subtype=subtype, **kw)
+    sf.write(buffer, samples, rate_hz, format="WAV", subtype=subtype)
     return buffer.getvalue()
 
 
@@ -111,14 +111,13 @@ class Attacks:
         self.host, self.port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
 
     # --- helpers --------------------------------------------------------------------------
-    def post(self, path: str, body: bytes, headers: dict | None = None, **kw) -> int:
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
         try:
             return httpx.post(
                 self.url + path,
                 content=body,
                 headers={**self.auth, **(headers or {})},
                 timeout=120,
-                **kw,
             ).status_code
         except httpx.HTTPError as err:
             return -1 if not isinstance(err, httpx.RemoteProtocolError) else -2

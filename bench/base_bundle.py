@@ -27,8 +27,8 @@ from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.bundle import MODEL_FP16, MODEL_FP32, BundleError, BundleMetadata, load_bundle
 from export.bundle_writer import ExportOptions, Limits, export_bundle
 from export.parity import agreement, batch_invariance, probe_clips, run_batched, session
-from training.config import StudentConfig
-from training.student import EmoDistillStudent, build_classifier, build_feature_extractor
+from student.config import StudentConfig
+from student.model import EmoDistillStudent, build_classifier, build_feature_extractor
 
 LABELS = ["neutral", "angry", "sad", "happy"]
 # The exporter's checks with fewer clips than its CLI (a base model on 2 CPU cores), no int8
@@ -42,7 +42,7 @@ def write_base_checkpoint(folder: Path) -> Path:
     model = build_classifier(config, LABELS)
     with torch.no_grad():
         model.classifier.weight.mul_(20.0)
-    EmoDistillStudent(model, {}).save(folder, build_feature_extractor(config))
+    EmoDistillStudent(model, build_feature_extractor(config), {}).save(folder)
     (folder / "training_metrics.json").write_text(json.dumps({"note": "random init"}))
     return folder
 

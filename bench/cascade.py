@@ -33,6 +33,7 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertModel,
+    PreTrainedTokenizerBase,
     WhisperConfig,
     WhisperFeatureExtractor,
     WhisperForConditionalGeneration,
@@ -42,10 +43,10 @@ from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session
 from export import onnx_graph
-from training.config import StudentConfig
+from student.config import StudentConfig
+from student.model import build_classifier
 from training.corpus.synthetic_text import NEUTRAL, THING, TIME, WHO
 from training.features import extract_lld
-from training.student import build_classifier
 from training.teachers.linguistic import resolve_encoder
 from training.teachers.prosodic import ProsodicResNet, batch_llds
 
@@ -91,7 +92,7 @@ def speech(seconds: float, seed: int) -> tuple[np.ndarray, str]:
 
 
 class Cascade:
-    def __init__(self, asr: str, tokenizer):
+    def __init__(self, asr: str, tokenizer: PreTrainedTokenizerBase):
         torch.manual_seed(0)
         config = WhisperConfig(num_mel_bins=80, vocab_size=51865, **WHISPER[asr])
         self.whisper = WhisperForConditionalGeneration(config).eval()
@@ -137,7 +138,7 @@ def student_sessions(workdir: Path) -> dict[str, ort.InferenceSession]:
     model = build_classifier(
         StudentConfig(pretrained=None, preset="base"), ["a", "b", "c", "d"]
     ).eval()
-    onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ)
+    onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ, normalize=False)
     onnx_graph.quantize_int8(workdir / "student.onnx", workdir / "student.int8.onnx")
     return {
         name: make_session(workdir / file)  # as served

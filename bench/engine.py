@@ -6,11 +6,10 @@
 One set of random-init weights (the architecture is what costs; weights do not), exported
 with the same code as a bundle. CPU: PyTorch eager fp32, ONNX fp32, ONNX int8. On a GPU
 also PyTorch fp32 and bf16 (eager, and with --compile under torch.compile) and ONNX fp32 and
-fp16 with the CUDA provider, and the fraction of the
-compute ceiling (shared/reference/serving.md: ≈14 GFLOP per audio-second for HuBERT-base,
-≈790 dense fp16 TFLOP/s on an H100/H200). Each figure is the median of `repeats` timed
-runs after one warm-up run; the engines are timed in alternation (bench/timing.py), so a slow
-spell of a shared machine lands on all of them alike. Prints a table and writes JSON.
+fp16 with the CUDA provider, and the fraction of the compute ceiling (bench/ceiling.py).
+Each figure is the median of `repeats` timed runs after one warm-up run; the engines are
+timed in alternation (bench/timing.py), so a slow spell of a shared machine lands on all of
+them alike. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -28,41 +27,42 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from timing import timed_together  # bench/ is this script's folder
+from ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS  # bench/ is this script's folder
+from timing import timed_together
 
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session
 from export import onnx_graph
-from training.batch_invariant import classify
-from training.config import StudentConfig
-from training.student import build_classifier
+from student.batch_invariant import classify
+from student.config import StudentConfig
+from student.model import build_classifier, build_feature_extractor
 
-GFLOP_PER_AUDIO_S = {"base": 14.0, "large": 36.0}
-PEAK_FP16_TFLOPS = 790.0  # H100/H200 dense fp16, shared/reference/serving.md
+# (input values [B, S] float32, attention mask [B, S] int64) -> logits, in any container.
+Engine = Callable[[np.ndarray, np.ndarray], object]
 
 
 def engines(
     preset: str, workdir: Path, devices: set[str], compile_torch: bool = False
-) -> dict[str, Callable[[np.ndarray, np.ndarray], object]]:
+) -> dict[str, Engine]:
     torch.manual_seed(0)
-    model = build_classifier(
-        StudentConfig(pretrained=None, preset=preset), ["a", "b", "c", "d"]
-    ).eval()
-    onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ)
-    out: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {}
+    config = StudentConfig(pretrained=None, preset=preset)
+    model = build_classifier(config, ["a", "b", "c", "d"]).eval()
+    normalize = bool(build_feature_extractor(config).do_normalize)
+    onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ, normalize)
+    out: dict[str, Engine] = {}
 
-    def torch_engine(device: str, dtype: torch.dtype | None, compiled: bool = False):
+    def torch_engine(device: str, dtype: torch.dtype | None, compiled: bool = False) -> Engine:
         m = copy.deepcopy(model).to(device)  # each engine its own copy: .to() moves in place
 
         def forward(x: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
-            return classify(m, x, am)[0]
+            return classify(m, x, am, normalize)[0]
 
         # dynamic: every batch size and length of the run would otherwise recompile.
         step = torch.compile(forward, dynamic=True) if compiled else forward
 
         @torch.inference_mode()
-        def run(values: np.ndarray, mask: np.ndarray):
+        def run(values: np.ndarray, mask: np.ndarray) -> torch.Tensor:
             x, am = torch.from_numpy(values).to(device), torch.from_numpy(mask).to(device)
             with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
                 logits = step(x, am)
@@ -70,7 +70,7 @@ def engines(
 
         return run
 
-    def onnx_engine(path: Path, cuda: bool):
+    def onnx_engine(path: Path, cuda: bool) -> Engine:
         # As the service runs it; idle threads of one engine never slow the next one timed.
         session = make_session(path, cuda)
         return lambda values, mask: session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})

@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from emodistill.audio import SAMPLE_RATE_HZ
-from training.config import LossConfig, StudentConfig
+from student.config import StudentConfig
+from student.model import EmoDistillStudent, build_classifier, build_feature_extractor
+from training.config import LossConfig
 from training.distill_loss import EmoDistillLoss
-from training.student import EmoDistillStudent, build_classifier
 
 LABELS = ["neutral", "angry", "sad", "happy"]
 TEACHER_DIMS = {"linguistic": 768, "prosodic": 128}  # BERT-base, ProsodicResNet's default
@@ -38,8 +39,10 @@ def probe(
     preset: str, batch: int, crop_s: float, steps: int, device: str, bf16: bool
 ) -> dict[str, float | int | str]:
     torch.manual_seed(0)
-    classifier = build_classifier(StudentConfig(pretrained=None, preset=preset), LABELS)
-    model = EmoDistillStudent(classifier, TEACHER_DIMS).to(device).train()
+    config = StudentConfig(pretrained=None, preset=preset)
+    classifier = build_classifier(config, LABELS)
+    extractor = build_feature_extractor(config)
+    model = EmoDistillStudent(classifier, extractor, TEACHER_DIMS).to(device).train()
     loss_fn = EmoDistillLoss(LossConfig())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     samples = int(crop_s * SAMPLE_RATE_HZ)

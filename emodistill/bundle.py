@@ -24,7 +24,8 @@ PREPROCESSOR_CONFIG = "preprocessor_config.json"
 METADATA = "bundle.json"
 # Written by training beside the student checkpoint; export copies it into bundle.json.
 TRAINING_METRICS = "training_metrics.json"
-BUNDLE_VERSION = 1
+# 2: the graph applies do_normalize itself (`normalized_in_graph`); 1 left it to the caller.
+BUNDLE_VERSION = 2
 
 # Tensor names of every ONNX file in a bundle (also the Triton model's).
 INPUT_VALUES = "input_values"  # float32 [batch, samples]
@@ -50,6 +51,11 @@ class BundleMetadata(BaseModel):
     labels: list[str] = Field(description="Output order of the logits.")
     sample_rate_hz: int
     do_normalize: bool = Field(description="Zero-mean unit-variance per clip before the model.")
+    normalized_in_graph: bool = Field(
+        False,
+        description="True: the ONNX graphs apply do_normalize themselves and every consumer "
+        "feeds raw audio. Absent (bundle version 1): the caller normalises.",
+    )
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     opset: int

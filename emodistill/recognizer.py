@@ -63,7 +63,7 @@ class Recognizer:
         clips = [samples for samples, _ in decoded]
         rate_hz = self.backend.metadata.sample_rate_hz
         spans, pieces = split(clips, rate_hz, self.window_s, self.hop_s)
-        answers = combine(clips, spans, self._infer(pieces), self.labels, rate_hz)
+        answers = combine(spans, self._infer(pieces), self.labels, rate_hz)
         meta = self.backend.metadata
         model = {"name": meta.name, "version": meta.version}
         return [

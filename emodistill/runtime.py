@@ -74,7 +74,12 @@ def make_session(path: Path, cuda: bool = False) -> ort.InferenceSession:
     # docs/service-profile.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list = [(CUDA_PROVIDER, CUDA_OPTIONS)] if cuda else []
-    return ort.InferenceSession(str(path), options, providers=[*providers, CPU_PROVIDER])
+    # onnxruntime 1.31 crashes (SIGSEGV) building a CPU session of a WavLM fp16 graph in its
+    # NCHWc layout pass. fp16 runs on the CPU only for export's parity figures (choose_model).
+    disabled = ["NchwcTransformer"] if not cuda and Path(path).name == MODEL_FP16 else []
+    return ort.InferenceSession(
+        str(path), options, providers=[*providers, CPU_PROVIDER], disabled_optimizers=disabled
+    )
 
 
 class OnnxBackend:
@@ -103,8 +108,8 @@ class OnnxBackend:
         return self.metadata.labels
 
     def infer(self, clips: list[np.ndarray]) -> np.ndarray:
-        if self.metadata.do_normalize:
-            clips = [normalize_clip(c) for c in clips]
+        if self.metadata.do_normalize and not self.metadata.normalized_in_graph:
+            clips = [normalize_clip(c) for c in clips]  # a version-1 bundle's graph expects it
         values, mask = pad_batch(clips)
         logits = self.session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})[0]
         return np.asarray(logits, dtype=np.float32)

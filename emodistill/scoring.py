@@ -50,8 +50,9 @@ def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
 
 
 def _answer(
-    samples: np.ndarray, spans: list[tuple[int, int]], logits: list, labels: list[str], rate_hz: int
+    spans: list[tuple[int, int]], logits: list[np.ndarray], labels: list[str], rate_hz: int
 ) -> dict[str, Any]:
+    """One clip's answer from its windows' logits, each [C]."""
     if not all(np.isfinite(x).all() for x in logits):
         raise NonFiniteAnswerError("the model produced a non-finite output for this clip")
     probs = np.stack([softmax(np.asarray(x, dtype=np.float64)) for x in logits])  # [W, C]
@@ -60,7 +61,6 @@ def _answer(
     answer: dict[str, Any] = {
         "label": labels[int(mean.argmax())],
         "probabilities": _named(mean, labels),
-        "duration_s": len(samples) / rate_hz,
     }
     if len(spans) > 1:
         answer["segments"] = [
@@ -85,7 +85,6 @@ def split(
 
 
 def combine(
-    clips: list[np.ndarray],
     spans: list[list[tuple[int, int]]],
     logits: list[np.ndarray],
     labels: list[str],
@@ -93,9 +92,9 @@ def combine(
 ) -> list[dict[str, Any]]:
     """Each clip's answer from its windows' logits (in `split`'s order)."""
     answers, start = [], 0
-    for clip, clip_spans in zip(clips, spans, strict=True):
+    for clip_spans in spans:
         answers.append(
-            _answer(clip, clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
+            _answer(clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
         )
         start += len(clip_spans)
     return answers
@@ -109,10 +108,12 @@ async def score_clips(
     window_s: float,
     hop_s: float,
 ) -> list[dict[str, Any]]:
-    """Each float32 [samples] clip -> {'label', 'probabilities', 'duration_s'[, 'segments']}.
+    """Each float32 [samples] clip -> {'label', 'probabilities'[, 'segments']}.
+
+    The caller adds `duration_s`: the input's own, measured by the decoder before resampling.
 
     Every window of every clip goes to the batcher in one call, so a request is admitted
     whole or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
     """
     spans, pieces = split(clips, rate_hz, window_s, hop_s)
-    return combine(clips, spans, await batcher.submit_many(pieces), labels, rate_hz)
+    return combine(spans, await batcher.submit_many(pieces), labels, rate_hz)

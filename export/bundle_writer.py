@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from transformers import HubertForSequenceClassification
 
 from emodistill.audio import SAMPLE_RATE_HZ, normalize_clip
 from emodistill.bundle import (
@@ -36,6 +36,8 @@ from emodistill.bundle import (
     read_metadata,
     sha256_of,
 )
+from student.encoders import FAMILIES, SpeechClassifier
+from student.model import load_classifier
 
 from . import onnx_graph, parity
 
@@ -44,7 +46,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 @dataclass(frozen=True)
 class Limits:
-    """The parity contract (issue: export); every figure is checked against one of these."""
+    """The parity contract: every figure is checked against one of these."""
 
     fp32_vs_pytorch_logit: float = 1e-4
     fp32_batched_probability: float = 1e-4
@@ -67,7 +69,7 @@ class ExportOptions:
 
 
 class CheckpointError(ValueError):
-    """The checkpoint folder is not a usable HuBERT classifier; says what is wrong."""
+    """The checkpoint folder is not a usable speech classifier; says what is wrong."""
 
 
 class ParityError(RuntimeError):
@@ -84,12 +86,12 @@ def check_checkpoint(checkpoint: Path, expected_labels: list[str] | None = None)
     if missing:
         raise CheckpointError(f"{checkpoint} lacks {', '.join(missing)}: not a saved student")
     config = json.loads((checkpoint / MODEL_CONFIG).read_text())
-    if config.get("model_type") != "hubert" or "HubertForSequenceClassification" not in config.get(
-        "architectures", []
-    ):
+    family = FAMILIES.get(config.get("model_type", ""))
+    if family is None or family.classifier_class.__name__ not in config.get("architectures", []):
+        supported = ", ".join(f.classifier_class.__name__ for f in FAMILIES.values())
         raise CheckpointError(
             f"{checkpoint} holds {config.get('architectures')} ({config.get('model_type')}), "
-            "not a HubertForSequenceClassification"
+            f"not a supported speech classifier ({supported})"
         )
     id2label = config.get("id2label", {})
     labels = [id2label.get(str(i)) for i in range(len(id2label))]
@@ -107,12 +109,15 @@ def _labels(config: dict[str, Any]) -> list[str]:
     return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
 
 
-def _torch_reference(model: HubertForSequenceClassification):
-    """The checkpoint as transformers runs it, on one clip: logits [C]."""
+def _torch_reference(
+    model: SpeechClassifier, do_normalize: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The checkpoint as transformers runs it (after its preprocessor), on one raw clip:
+    logits [C]."""
 
     @torch.no_grad()
     def run(clip: np.ndarray) -> np.ndarray:
-        values = torch.from_numpy(clip)[None]
+        values = torch.from_numpy(normalize_clip(clip) if do_normalize else clip)[None]
         return (
             model(values, attention_mask=torch.ones_like(values, dtype=torch.long))
             .logits[0]
@@ -128,20 +133,18 @@ def _fp16_on_cuda() -> bool:
 
 def measure(
     bundle: Path,
-    do_normalize: bool,
     options: ExportOptions,
-    model: HubertForSequenceClassification | None = None,
+    reference: Callable[[np.ndarray], np.ndarray] | None = None,
+    caller_normalizes: bool = False,
 ) -> dict[str, Any]:
-    """Every parity figure of the ONNX files in `bundle` (PyTorch figures need `model`)."""
-    prep = normalize_clip if do_normalize else (lambda c: c)
+    """Every parity figure of the ONNX files in `bundle`; the PyTorch one needs `reference`
+    (raw clip -> logits). The graphs are fed raw audio, unless `caller_normalizes` (bundles
+    of version 1, whose graphs leave do_normalize to the caller)."""
+    prep = normalize_clip if caller_normalizes else (lambda c: c)
     clips = {
         "invariance": [
             prep(c)
             for c in parity.probe_clips(options.invariance_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 1)
-        ],
-        "reference": [
-            prep(c)
-            for c in parity.probe_clips(options.reference_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 2)
         ],
         "agreement": [
             prep(c)
@@ -155,13 +158,12 @@ def measure(
         "lengths_s": [0.5, 12.0],
         "max_abs_probability": parity.batch_invariance(fp32, clips["invariance"]),
     }
-    if model is not None:
+    if reference is not None:
+        raw = parity.probe_clips(options.reference_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 2)
         figures["fp32_vs_pytorch"] = {
-            "clips": len(clips["reference"]),
+            "clips": len(raw),
             "lengths_s": [0.5, 12.0],
-            "max_abs_logit": parity.against_reference(
-                fp32, _torch_reference(model), clips["reference"]
-            ),
+            "max_abs_logit": parity.against_reference(fp32, reference, raw, prep),
         }
     base = parity.run_batched(fp32, clips["agreement"], 16)
     fp16 = parity.session(bundle / MODEL_FP16, cuda=_fp16_on_cuda())
@@ -209,15 +211,14 @@ def export_bundle(
 ) -> BundleMetadata:
     """Write a verified bundle for `checkpoint` into `out` (replacing it); see the module doc."""
     config = check_checkpoint(checkpoint, expected_labels)
-    preprocessor = json.loads((checkpoint / PREPROCESSOR_CONFIG).read_text())
-    model = HubertForSequenceClassification.from_pretrained(checkpoint).eval()
+    model, do_normalize = load_classifier(checkpoint)
     work = out.parent / f".{out.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        onnx_graph.export_fp32(model, work / MODEL_FP32, SAMPLE_RATE_HZ)
+        onnx_graph.export_fp32(model, work / MODEL_FP32, SAMPLE_RATE_HZ, do_normalize)
         timings["export_fp32_s"] = time.perf_counter() - start
         start = time.perf_counter()
         onnx_graph.convert_fp16(work / MODEL_FP32, work / MODEL_FP16)
@@ -225,7 +226,7 @@ def export_bundle(
         if options.int8:
             onnx_graph.quantize_int8(work / MODEL_FP32, work / MODEL_INT8)
         start = time.perf_counter()
-        figures = measure(work, bool(preprocessor.get("do_normalize")), options, model)
+        figures = measure(work, options, _torch_reference(model, do_normalize))
         timings["parity_s"] = time.perf_counter() - start
         int8 = figures.get("int8_vs_fp32")
         if int8 is not None:
@@ -233,9 +234,7 @@ def export_bundle(
             if not int8["kept"]:
                 (work / MODEL_INT8).unlink()
         if options.naive_contrast:
-            figures["naive_batched_vs_alone"] = _naive_figure(
-                model, work, bool(preprocessor.get("do_normalize")), options
-            )
+            figures["naive_batched_vs_alone"] = _naive_figure(model, work, do_normalize, options)
         figures["limits"] = options.limits.__dict__
         figures["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         failed = failures(figures, options.limits)
@@ -250,7 +249,8 @@ def export_bundle(
             version=options.version,
             labels=_labels(config),
             sample_rate_hz=SAMPLE_RATE_HZ,
-            do_normalize=bool(preprocessor.get("do_normalize")),
+            do_normalize=do_normalize,
+            normalized_in_graph=True,
             inputs=[
                 TensorSpec(name=INPUT_VALUES, dtype="float32", shape=["batch", "samples"]),
                 TensorSpec(name=ATTENTION_MASK, dtype="int64", shape=["batch", "samples"]),
@@ -262,6 +262,7 @@ def export_bundle(
             files={p.name: sha256_of(p) for p in sorted(work.iterdir())},
             source={
                 "checkpoint": str(checkpoint.resolve()),
+                "encoder": config.get("model_type"),
                 "feat_extract_norm": config.get("feat_extract_norm"),
                 "hidden_size": config.get("hidden_size"),
                 "num_hidden_layers": config.get("num_hidden_layers"),
@@ -277,7 +278,9 @@ def export_bundle(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _naive_figure(model, work: Path, do_normalize: bool, options: ExportOptions) -> dict[str, Any]:
+def _naive_figure(
+    model: SpeechClassifier, work: Path, do_normalize: bool, options: ExportOptions
+) -> dict[str, Any]:
     """What the default export (no attention mask) does to the same batch, for contrast."""
     path = work / "naive.onnx"
     onnx_graph.export_naive(model, path, SAMPLE_RATE_HZ)
@@ -303,9 +306,10 @@ def verify_bundle(
     problems = checksum_problems(bundle, metadata)
     if problems:
         return {}, problems
-    model = None
+    reference = None
     if checkpoint is not None:
         check_checkpoint(checkpoint, metadata.labels)
-        model = HubertForSequenceClassification.from_pretrained(checkpoint).eval()
-    figures = measure(bundle, metadata.do_normalize, options, model)
+        reference = _torch_reference(*load_classifier(checkpoint))
+    caller_normalizes = metadata.do_normalize and not metadata.normalized_in_graph
+    figures = measure(bundle, options, reference, caller_normalizes)
     return figures, failures(figures, options.limits)

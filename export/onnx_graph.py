@@ -1,8 +1,9 @@
 """The student as ONNX graphs: batch-invariant fp32, fp16 for CUDA, int8 for CPU.
 
-The exported module is `training.batch_invariant.classify`, so a clip's logits do not depend
-on what it is batched with. The naive export (transformers' own forward, one input, as
-optimum's default HuBERT config has it) is kept only to measure what it gets wrong.
+The exported module is `student.batch_invariant.classify`, so a clip's logits do not depend
+on what it is batched with, and the preprocessor's normalisation is inside the graph: every
+consumer feeds raw audio. The naive export (transformers' own forward, one input, as
+optimum's default configs have it) is kept only to measure what it gets wrong.
 Knows nothing of bundles or parity thresholds.
 """
 
@@ -15,10 +16,10 @@ import onnx
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.float16 import convert_float_to_float16
-from transformers import HubertForSequenceClassification
 
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES, LOGITS
-from training.batch_invariant import classify
+from student.batch_invariant import classify
+from student.encoders import SpeechClassifier
 
 OPSET = 17
 # Kept in fp32 in the fp16 graph: fp16 overflows in normalisations and reductions
@@ -27,20 +28,21 @@ FP32_OPS = ["LayerNormalization", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div
 
 
 class BatchInvariantClassifier(torch.nn.Module):
-    """(input_values [B, S] float32, attention_mask [B, S] int64) -> logits [B, C]."""
+    """(input_values [B, S] float32 raw audio, attention_mask [B, S] int64) -> logits [B, C]."""
 
-    def __init__(self, model: HubertForSequenceClassification):
+    def __init__(self, model: SpeechClassifier, normalize: bool):
         super().__init__()
         self.model = model
+        self.normalize = normalize
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return classify(self.model, input_values, attention_mask)[0]
+        return classify(self.model, input_values, attention_mask, self.normalize)[0]
 
 
 class NaiveClassifier(torch.nn.Module):
     """transformers' forward without a mask: pools over padding, GroupNorm over padding."""
 
-    def __init__(self, model: HubertForSequenceClassification):
+    def __init__(self, model: SpeechClassifier):
         super().__init__()
         self.model = model
 
@@ -77,16 +79,17 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) 
     onnx.checker.check_model(str(path))
 
 
-def export_fp32(model: HubertForSequenceClassification, path: Path, sample_rate_hz: int) -> None:
+def export_fp32(model: SpeechClassifier, path: Path, sample_rate_hz: int, normalize: bool) -> None:
+    """The batch-invariant graph; `normalize`: the preprocessor's do_normalize, in the graph."""
     _export(
-        BatchInvariantClassifier(model),
+        BatchInvariantClassifier(model, normalize),
         example_inputs(sample_rate_hz),
         [INPUT_VALUES, ATTENTION_MASK],
         path,
     )
 
 
-def export_naive(model: HubertForSequenceClassification, path: Path, sample_rate_hz: int) -> None:
+def export_naive(model: SpeechClassifier, path: Path, sample_rate_hz: int) -> None:
     _export(NaiveClassifier(model), example_inputs(sample_rate_hz)[:1], [INPUT_VALUES], path)
 
 
@@ -100,6 +103,7 @@ def convert_fp16(src: Path, dst: Path) -> None:
         onnx.load(str(src)), keep_io_types=True, op_block_list=FP32_OPS
     )
     _drop_repeated_casts(model.graph)
+    _skip_fp16_round_trips(model)
     onnx.save(model, str(dst))
 
 
@@ -117,6 +121,42 @@ def _drop_repeated_casts(graph: onnx.GraphProto) -> None:
             continue
         first.update(dict.fromkeys(node.output, node))
         keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def _skip_fp16_round_trips(model: onnx.ModelProto) -> None:
+    """Between two kept-fp32 ops the converter stores the tensor in fp16 (Cast to fp16, Cast
+    back): a sum of squares over a 12 s clip (~1e5) becomes inf there. Consumers of such a
+    round trip read the fp32 tensor instead; a Cast left with no reader is dropped."""
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    dtype = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *graph.input]}
+    producer = {out: node for node in graph.node for out in node.output}
+    graph_outputs = {o.name for o in graph.output}
+
+    def cast_to(node: onnx.NodeProto, dtype: int) -> bool:
+        return (
+            node.op_type == "Cast" and onnx.helper.get_attribute_value(node.attribute[0]) == dtype
+        )
+
+    replace: dict[str, str] = {}
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if (
+            cast_to(node, onnx.TensorProto.FLOAT)
+            and source is not None
+            and cast_to(source, onnx.TensorProto.FLOAT16)
+            and dtype.get(source.input[0]) == onnx.TensorProto.FLOAT
+            and node.output[0] not in graph_outputs
+        ):
+            replace[node.output[0]] = source.input[0]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in replace:
+                node.input[i] = replace[name]
+    read = {name for node in graph.node for name in node.input} | graph_outputs
+    keep = [n for n in graph.node if n.op_type != "Cast" or any(o in read for o in n.output)]
     del graph.node[:]
     graph.node.extend(keep)
 

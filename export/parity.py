@@ -17,6 +17,7 @@ import onnxruntime as ort
 from emodistill.audio import pad_batch as pad
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session
+from emodistill.scoring import softmax
 
 Logits = np.ndarray  # [N, C] float32
 
@@ -38,12 +39,6 @@ def probe_clips(
         x = rng.uniform(0.05, 0.5) * syllables * voice + 0.01 * rng.standard_normal(t.size)
         clips.append(x.astype(np.float32))
     return clips
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def run_alone(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Logits:
@@ -83,9 +78,11 @@ def against_reference(
     session: ort.InferenceSession,
     reference: Callable[[np.ndarray], np.ndarray],
     clips: Sequence[np.ndarray],
+    prepare: Callable[[np.ndarray], np.ndarray] = lambda clip: clip,
 ) -> float:
-    """max |Δlogit| between the ONNX model and `reference(clip) -> logits [C]`, clip by clip."""
-    ours = run_alone(session, clips)
+    """max |Δlogit| between the ONNX model fed `prepare(clip)` and `reference(clip) -> logits
+    [C]`, clip by clip."""
+    ours = run_alone(session, [prepare(c) for c in clips])
     theirs = np.stack([reference(c) for c in clips])
     return float(np.abs(ours - theirs).max())
 

@@ -16,6 +16,7 @@ from emodistill.bundle import (
     LOGITS,
     MODEL_FP16,
     MODEL_FP32,
+    BundleError,
     load_bundle,
 )
 
@@ -30,6 +31,11 @@ def write_triton_repository(
 ) -> Path:
     """Copy the bundle's ONNX (fp16 on GPU, fp32 on CPU) and write config.pbtxt + labels."""
     metadata = load_bundle(bundle)
+    if metadata.do_normalize and not metadata.normalized_in_graph:
+        raise BundleError(
+            f"{bundle} leaves its input normalisation to the caller (bundle version "
+            f"{metadata.bundle_version}); Triton clients send raw audio: export it again"
+        )
     model_dir = repo / model_name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy2(bundle / (MODEL_FP16 if gpu else MODEL_FP32), model_dir / "1" / "model.onnx")

@@ -46,16 +46,17 @@ OnBatch = Callable[[int, int, list[float], float, bool], None]
 
 @dataclass(frozen=True)
 class BatcherConfig:
+    """The batch limits, with no defaults: the service's are in its `Settings`, one home."""
+
     # Most clips in one backend call.
-    max_batch_size: int = 16
+    max_batch_size: int
     # Padded-sample budget per batch: len(longest clip) × clips must not exceed it (as
     # text-embeddings-inference budgets tokens). A single longer clip still runs, alone.
-    # 2_048_000 is 128 s of padded 16 kHz audio.
-    max_batch_samples: int = 2_048_000
+    max_batch_samples: int
     # How long the oldest waiting clip may wait for company before its batch is sent anyway.
-    max_wait_ms: float = 5.0
+    max_wait_ms: float
     # Clips waiting (not yet sent to the backend); beyond it, `submit` raises QueueFullError.
-    max_queue: int = 256
+    max_queue: int
     # True: fill the oldest clip's batch with the clips nearest in length (see module doc).
     # False: plain arrival order.
     group_by_length: bool = True

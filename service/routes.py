@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.bundle import BundleMetadata
 from emodistill.scoring import NonFiniteAnswerError, score_clips
 
 from . import __version__
@@ -238,7 +239,7 @@ async def model_ready(request: Request, name: str) -> JSONResponse:
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
 
 
-def _model_or_404(request: Request, name: str):
+def _model_or_404(request: Request, name: str) -> BundleMetadata:
     meta = _state(request).model.metadata
     if name != meta.name:
         raise HTTPException(404, f"no model named {name!r}; this service serves {meta.name!r}")

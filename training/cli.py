@@ -7,84 +7,42 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .corpus.manifest import (
-    MANIFEST_FILE,
-    ManifestError,
-    Utterance,
-    label_counts,
-    read_manifest,
-    validate_user_csv,
-    write_manifest,
-)
-from .folds import PROTOCOLS, FoldError, make_folds, split, write_folds
+from .corpus.manifest import read_manifest
+from .folds import PROTOCOLS, FoldError, make_folds, split
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 
-def _write_all_folds(rows: list[Utterance], out_dir: Path, n_val_speakers: int) -> None:
-    """folds_speaker.json always; folds_session.json when every row names a session."""
-    for protocol in PROTOCOLS:
-        if protocol == "session" and any(not r.session for r in rows):
-            continue
-        try:
-            folds = make_folds(rows, protocol, n_val_speakers)
-        except FoldError as err:
-            print(f"no {protocol} folds: {err}")
-            continue
-        write_folds(rows, folds, out_dir / f"folds_{protocol}.json")
-        print(
-            f"{len(folds)} leave-one-{protocol}-out folds -> {out_dir / f'folds_{protocol}.json'}"
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Every `prepare <kind>`: the flags become a CorpusConfig, as a run config's corpus is."""
+    from .config import CorpusConfig
+    from .corpus.prepare import PREPARE_ERRORS, prepare_corpus
+    from .corpus.synthetic import SyntheticConfig
+
+    synthetic = SyntheticConfig()
+    if args.corpus == "synthetic":
+        synthetic = SyntheticConfig(
+            seed=args.seed,
+            sessions=args.sessions,
+            utterances_per_speaker=args.utterances_per_speaker,
+            workers=args.workers,
         )
-
-
-def _finish(rows: list[Utterance], labels: list[str], out: Path, n_val: int) -> None:
-    path = write_manifest(rows, out, labels)
-    print(f"wrote {path} ({len(rows)} rows; labels {labels})")
-    _write_all_folds(rows, out, n_val)
-
-
-def cmd_prepare_iemocap(args: argparse.Namespace) -> None:
-    from .corpus.iemocap import FOUR_CLASS_LABELS, NotIemocapError, prepare_iemocap
-
-    try:
-        report = prepare_iemocap(args.root)
-    except NotIemocapError as err:
-        sys.exit(f"error: {err}")
-    print(report.summary())
-    _finish(report.rows, list(FOUR_CLASS_LABELS), args.out, args.n_val_speakers)
-
-
-def cmd_prepare_manifest(args: argparse.Namespace) -> None:
-    try:
-        rows, labels = validate_user_csv(args.csv)
-    except (ManifestError, OSError) as err:
-        sys.exit(f"error: {err}")
-    print(f"{len(rows)} utterances, {len({r.speaker for r in rows})} speakers")
-    print("per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items()))
-    _finish(rows, labels, args.out, args.n_val_speakers)
-
-
-def cmd_prepare_synthetic(args: argparse.Namespace) -> None:
-    from .corpus.synthetic import EspeakMissingError, SyntheticConfig, build_corpus, read_meta
-
-    config = SyntheticConfig(
-        seed=args.seed,
-        sessions=args.sessions,
-        utterances_per_speaker=args.utterances_per_speaker,
-        workers=args.workers,
+    config = CorpusConfig(
+        kind=args.corpus,
+        prepared_dir=args.out,
+        root=getattr(args, "root", None),
+        csv=getattr(args, "csv", None),
+        synthetic=synthetic,
+        n_val_speakers=args.n_val_speakers,
     )
     try:
-        rows = build_corpus(config, args.out, progress=not args.quiet)  # writes the manifest
-    except EspeakMissingError as err:
+        prepare_corpus(config, rebuild=True, progress=not getattr(args, "quiet", False))
+    except PREPARE_ERRORS as err:
         sys.exit(f"error: {err}")
-    audio_s = sum(r.duration_s for r in rows)
-    modes = Counter(m["mode"] for m in read_meta(args.out).values())
-    print(f"synthetic corpus: {len(rows)} utterances, {audio_s / 60:.1f} audio-minutes")
-    print("per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items()))
-    print("label carried by: " + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())))
-    print(f"wrote {args.out / MANIFEST_FILE}")
-    _write_all_folds(rows, args.out, args.n_val_speakers)
 
 
 def cmd_folds(args: argparse.Namespace) -> None:
@@ -113,7 +71,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     print(stats)
 
 
-def _run_config(args: argparse.Namespace):
+def _run_config(args: argparse.Namespace) -> RunConfig:
     from .config import load_config
 
     overrides = {"out_dir": str(args.out)} if getattr(args, "out", None) else None
@@ -179,14 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = corpora.add_parser("iemocap", help="IEMOCAP_full_release, 4-class protocol")
     p.add_argument("--root", type=Path, required=True, help="path to IEMOCAP_full_release")
     add_out(p)
-    p.set_defaults(func=cmd_prepare_iemocap)
+    p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("manifest", help="any corpus, from a CSV: path,label,speaker[,text]")
     p.add_argument(
         "--csv", type=Path, required=True, help="your CSV; relative paths from its folder"
     )
     add_out(p)
-    p.set_defaults(func=cmd_prepare_manifest)
+    p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("synthetic", help="speak the demo corpus with espeak-ng")
     add_out(p)
@@ -195,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--utterances-per-speaker", type=int, default=48, help="balanced over labels")
     p.add_argument("--workers", type=int, default=4, help="espeak-ng processes at once")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_prepare_synthetic)
+    p.set_defaults(func=cmd_prepare)
 
     p = commands.add_parser("folds", help="print the folds of a manifest")
     p.add_argument("--manifest", type=Path, required=True, help="manifest folder or CSV")

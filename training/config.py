@@ -1,8 +1,8 @@
 """Typed configs for a training run, loaded from YAML. Unknown keys are errors.
 
-One class per stage; `RunConfig` gathers them. Every default that the paper leaves open is
-a field here (see shared/reference/method.md), never a constant in code. A run saves its
-resolved config as `resolved_config.yaml` beside its results.
+One class per stage; `RunConfig` gathers them. Every default that the paper leaves open (the
+loss weights and temperatures, pooling, what is frozen) is a field here, never a constant in
+code. A run saves its resolved config as `resolved_config.yaml` beside its results.
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from student.config import StudentConfig
+
 from .corpus.synthetic import SyntheticConfig
+
+# How `training.corpus.prepare` makes the prepared folder; each kind has a preparer there.
+CorpusKind = Literal["iemocap", "manifest", "synthetic", "prepared"]
 
 
 class Strict(BaseModel):
@@ -21,7 +26,7 @@ class Strict(BaseModel):
 
 
 class CorpusConfig(Strict):
-    kind: Literal["iemocap", "manifest", "synthetic", "prepared"] = Field(
+    kind: CorpusKind = Field(
         description="iemocap: read `root`; manifest: validate `csv`; synthetic: speak it; "
         "prepared: `prepared_dir` already holds manifest.csv and labels.json."
     )
@@ -68,35 +73,6 @@ class ProsodicTeacherConfig(Strict):
     weight_decay: float = 1e-4
     max_frames: int = Field(1500, description="Training crop of the LLD matrix (10 ms frames).")
     patience_epochs: int = Field(8, description="Early stopping on validation UA.")
-
-
-class StudentConfig(Strict):
-    pretrained: str | None = Field(
-        "facebook/hubert-base-ls960",
-        description="Hub name or local folder of a HuBERT checkpoint; null to use `preset`.",
-    )
-    preset: Literal["tiny", "base", "large"] | None = Field(
-        None, description="Random init from a named architecture (tiny: tests and the demo)."
-    )
-    feat_extract_norm: Literal["group", "layer"] | None = Field(
-        None, description="Preset only: first-layer norm (base uses group, large layer)."
-    )
-    do_normalize: bool | None = Field(
-        None, description="Per-clip zero-mean unit-variance input; null: the checkpoint's own."
-    )
-    classifier_proj_size: int = Field(256, description="Width of the pooled embedding.")
-    freeze_feature_encoder: bool = True
-    mask_time_prob: float = Field(0.05, description="SpecAugment over time while training.")
-    layerdrop: float = 0.05
-    hidden_dropout: float = 0.1
-
-    @model_validator(mode="after")
-    def _one_source(self) -> StudentConfig:
-        if (self.pretrained is None) == (self.preset is None):
-            raise ValueError("student: give exactly one of `pretrained` and `preset`")
-        if self.feat_extract_norm is not None and self.preset is None:
-            raise ValueError("student.feat_extract_norm applies to presets only")
-        return self
 
 
 class LossConfig(Strict):

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
-from transformers import Wav2Vec2FeatureExtractor
 
-from emodistill.audio import SAMPLE_RATE_HZ, load_audio
+from emodistill.audio import load_audio, pad_batch
 
 
 @dataclass(frozen=True)
@@ -136,24 +135,18 @@ class Batch:
 
 
 class Collator:
-    """Pads and normalises with the checkpoint's own feature extractor (one definition)."""
+    """Pads raw audio as every bundle's consumer does (`emodistill.audio.pad_batch`); the
+    student normalises inside its forward, so there is no preprocessing here."""
 
-    def __init__(self, feature_extractor: Wav2Vec2FeatureExtractor, labels: Sequence[int]):
-        self.feature_extractor = feature_extractor
+    def __init__(self, labels: Sequence[int]):
         self.labels = list(labels)
 
     def __call__(self, items: list[tuple[int, np.ndarray]]) -> Batch:
         indices = [i for i, _ in items]
-        features = self.feature_extractor(
-            [samples for _, samples in items],
-            sampling_rate=SAMPLE_RATE_HZ,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        values, mask = pad_batch([samples for _, samples in items])
         return Batch(
             indices=torch.tensor(indices),
-            input_values=features["input_values"],
-            attention_mask=features["attention_mask"].long(),
+            input_values=torch.from_numpy(values),
+            attention_mask=torch.from_numpy(mask),
             labels=torch.tensor([self.labels[i] for i in indices]),
         )

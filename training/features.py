@@ -1,7 +1,7 @@
 """eGeMAPSv02 low-level descriptors (openSMILE), cached on disk.
 
 Each utterance becomes a float32 matrix [frames, 25], one row per 10 ms frame. The cache is
-content-addressed: the key is the sha256 of the audio file's bytes and of `FEATURE_VERSION`,
+content-addressed: the key is the sha256 of `FEATURE_VERSION` and the audio file's sha256,
 so a renamed file still hits, and an edited file or a new openSMILE release misses.
 Knows nothing of teachers or labels.
 """
@@ -21,6 +21,7 @@ import opensmile
 from tqdm import tqdm
 
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio
+from emodistill.bundle import sha256_of
 
 EGEMAPS_LLD_COUNT = 25
 FRAME_HOP_S = 0.01
@@ -62,11 +63,7 @@ def extract_lld(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np
 
 
 def cache_key(audio_path: Path) -> str:
-    h = hashlib.sha256(FEATURE_VERSION.encode())
-    with audio_path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return hashlib.sha256(f"{FEATURE_VERSION}\n{sha256_of(audio_path)}".encode()).hexdigest()
 
 
 class EgemapsCache:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -99,6 +99,11 @@ def manifest_digest(rows: Sequence[Utterance]) -> str:
     return h.hexdigest()
 
 
+def folds_path(prepared_dir: Path, protocol: Protocol) -> Path:
+    """Where `prepare` keeps the folds of `protocol`, beside the manifest."""
+    return prepared_dir / f"folds_{protocol}.json"
+
+
 def write_folds(rows: Sequence[Utterance], folds: Sequence[Fold], path: Path) -> None:
     """Save folds with per-split counts, for people to read and runs to check."""
     records = []
@@ -108,3 +113,51 @@ def write_folds(rows: Sequence[Utterance], folds: Sequence[Fold], path: Path) ->
         records.append({**asdict(fold), "counts": counts})
     payload = {"manifest_sha256": manifest_digest(rows), "folds": records}
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_all_folds(
+    rows: Sequence[Utterance],
+    prepared_dir: Path,
+    n_val_speakers: int,
+    log: Callable[[str], object] = print,
+    protocols: Sequence[Protocol] = PROTOCOLS,
+) -> None:
+    """The folds file of each of `protocols` the rows allow; says which it wrote and why not."""
+    for protocol in protocols:
+        try:
+            folds = make_folds(rows, protocol, n_val_speakers)
+        except FoldError as err:
+            log(f"no {protocol} folds: {err}")
+            continue
+        path = folds_path(prepared_dir, protocol)
+        write_folds(rows, folds, path)
+        log(f"{len(folds)} leave-one-{protocol}-out folds -> {path}")
+
+
+def read_folds(rows: Sequence[Utterance], path: Path, n_val_speakers: int) -> list[Fold]:
+    """The folds saved in `path`, refused unless made from these rows with `n_val_speakers`."""
+    if not path.is_file():
+        raise FoldError(f"{path} does not exist; `python -m training prepare` writes it")
+    payload = json.loads(path.read_text())
+    saved, actual = payload.get("manifest_sha256"), manifest_digest(rows)
+    if saved != actual:
+        raise FoldError(
+            f"{path} was made for another manifest (manifest_sha256 {saved}, this manifest "
+            f"{actual}); prepare the corpus again, or delete the file to have it rewritten"
+        )
+    folds = [
+        Fold(
+            index=int(r["index"]),
+            test_speakers=tuple(r["test_speakers"]),
+            val_speakers=tuple(r["val_speakers"]),
+            train_speakers=tuple(r["train_speakers"]),
+        )
+        for r in payload["folds"]
+    ]
+    made_with = sorted({len(f.val_speakers) for f in folds})
+    if made_with != [n_val_speakers]:
+        raise FoldError(
+            f"{path} holds {made_with} validation speakers per fold, the config asks for "
+            f"{n_val_speakers}; delete the file to have it rewritten"
+        )
+    return folds

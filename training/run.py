@@ -18,52 +18,23 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from emodistill.bundle import TRAINING_METRICS
+from student.model import EmoDistillStudent
 
-from .config import CorpusConfig, RunConfig, save_config
-from .corpus.iemocap import FOUR_CLASS_LABELS, prepare_iemocap
-from .corpus.manifest import (
-    MANIFEST_FILE,
-    Utterance,
-    read_labels,
-    read_manifest,
-    validate_user_csv,
-    write_manifest,
-)
+from .config import RunConfig, save_config
+from .corpus.manifest import Utterance, read_labels, read_manifest
+from .corpus.prepare import prepare_corpus
 from .data import Clip
 from .distill_loss import TEACHERS
 from .distributed import DistContext, init_distributed
 from .features import EgemapsCache, extract_all
-from .folds import Fold, FoldSplit, make_folds, split
+from .folds import Fold, FoldSplit, folds_path, read_folds, split
 from .report import write_run_report
-from .student import EmoDistillStudent
 from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
 from .trainer import StudentTrainer, TeacherTargets, evaluate_student
-
-
-def prepare_corpus(corpus: CorpusConfig) -> Path:
-    """Write the manifest for `corpus` unless its prepared folder already holds one."""
-    out = corpus.prepared_dir
-    if (out / MANIFEST_FILE).is_file():
-        return out
-    if corpus.kind == "iemocap":
-        assert corpus.root is not None
-        report = prepare_iemocap(corpus.root)
-        print(report.summary())
-        write_manifest(report.rows, out, FOUR_CLASS_LABELS)
-    elif corpus.kind == "manifest":
-        assert corpus.csv is not None
-        rows, labels = validate_user_csv(corpus.csv)
-        write_manifest(rows, out, labels)
-    elif corpus.kind == "synthetic":
-        from .corpus.synthetic import build_corpus
-
-        build_corpus(corpus.synthetic, out)
-    else:
-        raise FileNotFoundError(f"corpus.kind=prepared but {out / MANIFEST_FILE} does not exist")
-    return out
 
 
 def select_folds(spec: str | Sequence[int], n_folds: int) -> list[int]:
@@ -89,14 +60,14 @@ class Experiment:
         self.ctx: DistContext = init_distributed(device)
         self.progress = progress and self.ctx.is_main
         if self.ctx.is_main:
-            prepare_corpus(run.corpus)
+            prepare_corpus(run.corpus, progress=self.progress)
             save_config(run, run.run_dir / "resolved_config.yaml")
         self.ctx.barrier()
         prepared = run.corpus.prepared_dir
         self.rows = read_manifest(prepared)
         self.labels = read_labels(prepared)
-        self.folds: list[Fold] = make_folds(
-            self.rows, run.corpus.protocol, run.corpus.n_val_speakers
+        self.folds: list[Fold] = read_folds(
+            self.rows, folds_path(prepared, run.corpus.protocol), run.corpus.n_val_speakers
         )
         self.cache = EgemapsCache(run.feature_cache)
         if self.ctx.is_main:
@@ -170,7 +141,6 @@ class Experiment:
             student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
             test_scores, probs = evaluate_student(
                 student,
-                trainer.feature_extractor,
                 test,
                 self.labels,
                 self.ctx.device,
@@ -199,7 +169,8 @@ class Experiment:
         return metrics
 
 
-def _write_predictions(path: Path, clips: list[Clip], probs, labels: list[str]) -> None:
+def _write_predictions(path: Path, clips: list[Clip], probs: np.ndarray, labels: list[str]) -> None:
+    """One row per test clip: its label, the prediction and probabilities [C]."""
     lines = ["utt_id,label,predicted," + ",".join(f"p_{label}" for label in labels)]
     for clip, p in zip(clips, probs, strict=True):
         values = ",".join(f"{x:.5f}" for x in p)

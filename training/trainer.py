@@ -15,8 +15,10 @@ import json
 import math
 import random
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,12 +26,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from emodistill.audio import SAMPLE_RATE_HZ
+from student.model import EmoDistillStudent, build_classifier, build_feature_extractor
+
 from .config import RunConfig
-from .data import BucketedBatchSampler, Clip, ClipDataset, Collator, eval_batches
-from .distill_loss import EmoDistillLoss
+from .data import Batch, BucketedBatchSampler, Clip, ClipDataset, Collator, eval_batches
+from .distill_loss import EmoDistillLoss, LossTerms
 from .distributed import DistContext
 from .metrics import Scores, score
-from .student import EmoDistillStudent, build_classifier, build_feature_extractor
+from .trainer_state import TrainerState
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 STATE_FILE = "last.pt"
 
@@ -77,15 +85,7 @@ class StudentTrainer:
         self.ctx = ctx or DistContext()
         self.progress = progress and self.ctx.is_main
         self.history: list[dict[str, float]] = []  # loss terms per optimizer step
-        self.state = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "step": 0,
-            "best_ua": -1.0,
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "best_val": None,
-        }
+        self.state = TrainerState()
         self._setup()
 
     # --- setup ------------------------------------------------------------------------------
@@ -102,10 +102,13 @@ class StudentTrainer:
         if self.run.loss.beta == 0:
             head_dims = {}  # no embedding KD: heads would receive no gradient
         torch.manual_seed(o.seed)  # identical initial weights on every rank
-        self.feature_extractor = build_feature_extractor(self.run.student)
-        self.model = EmoDistillStudent(build_classifier(self.run.student, self.labels), head_dims)
+        self.model = EmoDistillStudent(
+            build_classifier(self.run.student, self.labels),
+            build_feature_extractor(self.run.student),
+            head_dims,
+        )
         self.model.to(ctx.device)
-        self.ddp: torch.nn.Module = self.model
+        self.ddp: DistributedDataParallel | None = None  # the model's DDP wrapper, if any
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             # LayerDrop skips random layers, whose parameters then get no gradient that step.
@@ -113,8 +116,10 @@ class StudentTrainer:
             self.ddp = DistributedDataParallel(
                 self.model, device_ids=ids, find_unused_parameters=unused
             )
+        self.step_model: torch.nn.Module = self.ddp if self.ddp is not None else self.model
         self.loss_fn = EmoDistillLoss(self.run.loss)
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 else decay).append(p)  # biases and norms: no decay
@@ -125,7 +130,7 @@ class StudentTrainer:
             ],
             lr=o.lr,
         )
-        max_samples = int(o.max_train_audio_s * self.feature_extractor.sampling_rate)
+        max_samples = int(o.max_train_audio_s * SAMPLE_RATE_HZ)
         self.dataset = ClipDataset(self.train_clips, max_samples=max_samples, seed=o.seed)
         self.sampler = BucketedBatchSampler(
             [min(c.duration_s, o.max_train_audio_s) for c in self.train_clips],
@@ -141,7 +146,7 @@ class StudentTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: self._lr_factor(step, warmup)
         )
-        self.autocast = (
+        self.autocast: AbstractContextManager[object] = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if ctx.device.type == "cuda" and o.bf16
             else contextlib.nullcontext()
@@ -156,10 +161,10 @@ class StudentTrainer:
         return max(0.0, 1.0 - progress)
 
     # --- one step ---------------------------------------------------------------------------
-    def _loss_step(self, batch) -> dict[str, torch.Tensor]:
+    def _loss_step(self, batch: Batch) -> LossTerms:
         device = self.ctx.device
         with self.autocast:
-            out = self.ddp(batch.input_values.to(device), batch.attention_mask.to(device))
+            out = self.step_model(batch.input_values.to(device), batch.attention_mask.to(device))
         idx = batch.indices
         terms = self.loss_fn(
             out.logits.float(),
@@ -170,6 +175,12 @@ class StudentTrainer:
         )
         return terms
 
+    def _grad_sync(self, last_micro_batch: bool) -> AbstractContextManager[object]:
+        """DDP all-reduces gradients on the last micro-batch of a global batch only."""
+        if last_micro_batch or self.ddp is None:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
+
     # --- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
         """Train with early stopping; `stop_after_steps` simulates a kill (tests)."""
@@ -177,59 +188,56 @@ class StudentTrainer:
             self._load_state()
         o, s, ctx = self.optim, self.state, self.ctx
         writer = self._writer()
-        collate = Collator(self.feature_extractor, [c.label for c in self.train_clips])
+        collate = Collator([c.label for c in self.train_clips])
         bar = tqdm(
             total=self.total_steps,
-            initial=s["step"],
+            initial=s.step,
             desc="student",
             unit="step",
             disable=not self.progress,
         )
         audio_s, start = 0.0, time.perf_counter()
-        while s["epoch"] < o.epochs and s["bad_epochs"] < o.patience_epochs:
-            self.dataset.epoch = self.sampler.epoch = s["epoch"]
-            self.sampler.skip_steps = s["step_in_epoch"]
+        while s.epoch < o.epochs and s.bad_epochs < o.patience_epochs:
+            self.dataset.epoch = self.sampler.epoch = s.epoch
+            self.sampler.skip_steps = s.step_in_epoch
             loader = DataLoader(
                 self.dataset,
                 batch_sampler=self.sampler,
                 collate_fn=collate,
                 num_workers=o.num_workers,
             )
-            self.ddp.train()
+            self.step_model.train()
             logged: dict[str, float] = {}
             for micro, batch in enumerate(loader):
                 a = micro % self.accumulation
                 last = a == self.accumulation - 1
-                _seed_everything(o.seed, s["step"], ctx.rank * self.accumulation + a)
-                sync = (
-                    contextlib.nullcontext() if last or not ctx.distributed else self.ddp.no_sync()
-                )
-                with sync:
+                _seed_everything(o.seed, s.step, ctx.rank * self.accumulation + a)
+                with self._grad_sync(last):
                     terms = self._loss_step(batch)
                     (terms.total / self.accumulation).backward()
-                audio_s += float(batch.attention_mask.sum()) / self.feature_extractor.sampling_rate
+                audio_s += float(batch.attention_mask.sum()) / SAMPLE_RATE_HZ
                 for k, v in terms.as_floats().items():
                     logged[k] = logged.get(k, 0.0) + v / self.accumulation
                 if not last:
                     continue
                 logged = self._mean_over_ranks(logged)
-                self.history.append({"step": s["step"] + 1, **logged})
+                self.history.append({"step": s.step + 1, **logged})
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                s["step"] += 1
-                s["step_in_epoch"] += 1
+                s.step += 1
+                s.step_in_epoch += 1
                 bar.update()
                 bar.set_postfix(loss=f"{logged['total']:.3f}")
                 if writer:
                     for k, v in logged.items():
-                        writer.add_scalar(f"loss/{k}", v, s["step"])
-                    writer.add_scalar("lr", self.scheduler.get_last_lr()[0], s["step"])
+                        writer.add_scalar(f"loss/{k}", v, s.step)
+                    writer.add_scalar("lr", self.scheduler.get_last_lr()[0], s.step)
                 logged = {}
-                if s["step"] % o.checkpoint_every_steps == 0:
+                if s.step % o.checkpoint_every_steps == 0:
                     self._save_state()
-                if stop_after_steps is not None and s["step"] >= stop_after_steps:
+                if stop_after_steps is not None and s.step >= stop_after_steps:
                     self._save_state()
                     bar.close()
                     return self._result(audio_s, start, interrupted=True)
@@ -248,26 +256,27 @@ class StudentTrainer:
         torch.distributed.all_reduce(values)
         return {k: float(v) / self.ctx.world_size for k, v in zip(keys, values, strict=True)}
 
-    def _end_epoch(self, writer) -> None:
+    def _end_epoch(self, writer: SummaryWriter | None) -> None:
         s = self.state
-        val = self.evaluate(self.val_clips)[0] if self.ctx.is_main else None
-        val = self.ctx.broadcast(val)
-        s["epoch"] += 1
-        s["step_in_epoch"] = 0
-        if val.ua > s["best_ua"]:
-            s.update(best_ua=val.ua, best_epoch=s["epoch"], bad_epochs=0, best_val=val.to_dict())
+        val: Scores = self.ctx.broadcast(
+            self.evaluate(self.val_clips)[0] if self.ctx.is_main else None
+        )
+        s.epoch += 1
+        s.step_in_epoch = 0
+        if val.ua > s.best_ua:
+            s.best_ua, s.best_epoch, s.bad_epochs, s.best_val = val.ua, s.epoch, 0, val
             if self.ctx.is_main:
-                self.model.save(self.out_dir / "checkpoint", self.feature_extractor)
+                self.model.save(self.out_dir / "checkpoint")
         else:
-            s["bad_epochs"] += 1
+            s.bad_epochs += 1
         if writer:
-            writer.add_scalar("val/ua", val.ua, s["epoch"])
-            writer.add_scalar("val/wa", val.wa, s["epoch"])
+            writer.add_scalar("val/ua", val.ua, s.epoch)
+            writer.add_scalar("val/wa", val.wa, s.epoch)
         if self.ctx.is_main:
             with (self.out_dir / "train_log.jsonl").open("a") as f:
                 f.write(
                     json.dumps(
-                        {"epoch": s["epoch"], "step": s["step"], "val_ua": val.ua, "val_wa": val.wa}
+                        {"epoch": s.epoch, "step": s.step, "val_ua": val.ua, "val_wa": val.wa}
                     )
                     + "\n"
                 )
@@ -275,12 +284,12 @@ class StudentTrainer:
 
     def _result(self, audio_s: float, start: float, interrupted: bool = False) -> TrainResult:
         s = self.state
-        best = s["best_val"] or {"wa": math.nan, "ua": math.nan, "confusion": [], "labels": []}
+        best = s.best_val or Scores(wa=math.nan, ua=math.nan, confusion=[], labels=[])
         elapsed = time.perf_counter() - start
         return TrainResult(
-            Scores(**best),
-            s["best_epoch"],
-            s["step"],
+            best,
+            s.best_epoch,
+            s.step,
             audio_s * self.ctx.world_size / elapsed if elapsed else 0.0,
             interrupted,
         )
@@ -291,7 +300,6 @@ class StudentTrainer:
         """Uncropped clips in length-sorted batches -> (scores, probabilities [N, C])."""
         return evaluate_student(
             self.model,
-            self.feature_extractor,
             clips,
             self.labels,
             self.ctx.device,
@@ -300,7 +308,7 @@ class StudentTrainer:
         )
 
     # --- state ------------------------------------------------------------------------------
-    def _writer(self):
+    def _writer(self) -> SummaryWriter | None:
         if not self.ctx.is_main:
             return None
         from torch.utils.tensorboard import SummaryWriter
@@ -316,7 +324,7 @@ class StudentTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "trainer": dict(self.state),
+            "trainer": self.state.to_dict(),
             "config": self.run.model_dump(mode="json"),
         }
         tmp = state_dir / f"{STATE_FILE}.tmp"
@@ -336,23 +344,22 @@ class StudentTrainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.state.update(payload["trainer"])
+        self.state = TrainerState.from_dict(payload["trainer"])
 
 
 @torch.no_grad()
 def evaluate_student(
     model: EmoDistillStudent,
-    feature_extractor,
     clips: list[Clip],
     labels: list[str],
     device: torch.device,
     max_batch_audio_s: float,
-    autocast=None,
+    autocast: AbstractContextManager[object] | None = None,
 ) -> tuple[Scores, np.ndarray]:
     """Scores and probabilities [N, C] of `model` on whole (uncropped) clips."""
     model.eval()
     dataset = ClipDataset(clips)
-    collate = Collator(feature_extractor, [c.label for c in clips])
+    collate = Collator([c.label for c in clips])
     probs = np.zeros((len(clips), len(labels)), dtype=np.float32)
     for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
         batch = collate([dataset[i] for i in indices])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import emodistill
+from emodistill.audio import pad_batch
 from emodistill.bundle import (
     ATTENTION_MASK,
     INPUT_VALUES,
@@ -21,6 +25,9 @@ from emodistill.bundle import (
     load_bundle,
     sha256_of,
 )
+from emodistill.runtime import make_session
+from emodistill.scoring import softmax
+from export import onnx_graph
 from export.bundle_writer import (
     CheckpointError,
     ExportOptions,
@@ -30,32 +37,57 @@ from export.bundle_writer import (
     verify_bundle,
 )
 from export.cli import main
-from training.config import StudentConfig
-from training.student import EmoDistillStudent, build_classifier, build_feature_extractor
+from export.parity import probe_clips
+from export.triton import write_triton_repository
+from student.config import StudentConfig
+from student.model import (
+    EmoDistillStudent,
+    build_classifier,
+    build_feature_extractor,
+    load_classifier,
+)
 
 LABELS = ["neutral", "angry", "sad", "happy"]
 # Fewer clips than the CLI's defaults, except the 200 of the fp16 agreement the contract names.
 FAST = ExportOptions(reference_clips=12, invariance_clips=12, agreement_clips=200)
 
 
-def write_checkpoint(folder: Path, norm: str) -> Path:
-    """A tiny random student; logits spread out so argmax ties are rare, as in a trained one."""
+def write_checkpoint(
+    folder: Path, norm: str, encoder: str = "hubert", do_normalize: bool | None = None
+) -> Path:
+    """A tiny random student; logits spread out so argmax ties are rare, as in a trained one.
+    do_normalize: by default on for layer-norm students (as HuBERT-large), off for group-norm."""
     torch.manual_seed(0)
     config = StudentConfig(
-        pretrained=None, preset="tiny", feat_extract_norm=norm, do_normalize=norm == "layer"
+        pretrained=None,
+        preset="tiny",
+        encoder=encoder,
+        feat_extract_norm=norm,
+        do_normalize=norm == "layer" if do_normalize is None else do_normalize,
     )
     model = build_classifier(config, LABELS)
     with torch.no_grad():
         model.classifier.weight.mul_(20.0)
-    EmoDistillStudent(model, {}).save(folder, build_feature_extractor(config))
+    EmoDistillStudent(model, build_feature_extractor(config), {}).save(folder)
     (folder / "training_metrics.json").write_text(json.dumps({"test": {"ua": 0.5}}))
     return folder
 
 
-@pytest.fixture(scope="module", params=["group", "layer"])
+# (encoder, first-layer norm, do_normalize): HuBERT-base and -large as published, wav2vec 2.0
+# base (group norm on normalised input: the case an fp16 graph got wrong), WavLM large.
+STUDENTS = [
+    ("hubert", "group", False),
+    ("hubert", "layer", True),
+    ("wav2vec2", "group", True),
+    ("wavlm", "layer", True),
+]
+
+
+@pytest.fixture(scope="module", params=STUDENTS, ids=lambda s: "-".join(map(str, s)))
 def exported(request, tmp_path_factory) -> tuple[Path, Path, dict]:
-    root = tmp_path_factory.mktemp(f"export_{request.param}")
-    checkpoint = write_checkpoint(root / "checkpoint", request.param)
+    encoder, norm, do_normalize = request.param
+    root = tmp_path_factory.mktemp(f"export_{encoder}_{norm}")
+    checkpoint = write_checkpoint(root / "checkpoint", norm, encoder, do_normalize)
     metadata = export_bundle(checkpoint, root / "bundle", FAST)
     return checkpoint, root / "bundle", metadata.parity
 
@@ -145,9 +177,9 @@ def test_checkpoint_errors_are_clear(tmp_path):
     (checkpoint / "config.json").write_text(
         json.dumps({**config, "model_type": "bert", "architectures": ["BertModel"]})
     )
-    with pytest.raises(CheckpointError, match="not a HubertForSequenceClassification"):
+    with pytest.raises(CheckpointError, match="not a supported speech classifier"):
         export_bundle(checkpoint, tmp_path / "b", FAST)
-    with pytest.raises(SystemExit, match=r"error: .*not a HubertForSequenceClassification"):
+    with pytest.raises(SystemExit, match=r"error: .*not a supported speech classifier"):
         main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "b")])
 
 
@@ -161,6 +193,48 @@ def test_triton_repository(exported, tmp_path):
     assert "dims: [ 4 ]" in config and "KIND_GPU" in config
     assert (model / "1" / "model.onnx").read_bytes() == (bundle / MODEL_FP16).read_bytes()
     assert (model / "labels.txt").read_text().split() == LABELS
+
+
+def test_every_consumer_feeds_raw_audio(exported, tmp_path):
+    """A Triton or KServe client sends raw audio to the repository's graph and gets what the
+    runtime (and so the service) answers: the normalisation is in the graph. Tolerance 1e-5
+    (fp32, the same graph)."""
+    _, bundle, _ = exported
+    assert load_bundle(bundle).normalized_in_graph
+    write_triton_repository(bundle, tmp_path / "repo", gpu=False)
+    triton = make_session(tmp_path / "repo" / "emodistill" / "1" / "model.onnx")
+    clips = [3.0 * c for c in probe_clips(5, 0.5, 6.0, 16_000, seed=7)]  # loud: norm matters
+    values, mask = pad_batch(clips)
+    theirs = softmax(triton.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})[0])
+    answers = emodistill.load(bundle, device="cpu").predict_many(clips)
+    ours = np.array([[a["probabilities"][label] for label in LABELS] for a in answers])
+    np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
+
+
+def test_a_version_1_bundle_still_answers_the_same(exported, tmp_path):
+    """Bundles written before the normalisation moved into the graph leave it to the caller:
+    the runtime still applies it for them (1e-5), and `export triton` refuses them."""
+    checkpoint, bundle, _ = exported
+    if not load_bundle(bundle).do_normalize:
+        pytest.skip("a student without do_normalize has no normalisation to move")
+    old = tmp_path / "v1"
+    shutil.copytree(bundle, old)
+    model, _ = load_classifier(checkpoint)
+    onnx_graph.export_fp32(model, old / MODEL_FP32, 16_000, normalize=False)
+    data = json.loads((old / METADATA).read_text())
+    del data["normalized_in_graph"]
+    data["bundle_version"] = 1
+    data["files"][MODEL_FP32] = sha256_of(old / MODEL_FP32)
+    (old / METADATA).write_text(json.dumps(data))
+
+    clips = [3.0 * c for c in probe_clips(4, 0.5, 6.0, 16_000, seed=8)]
+    before = emodistill.load(old, device="cpu").predict_many(clips)
+    now = emodistill.load(bundle, device="cpu").predict_many(clips)
+    for a, b in zip(before, now, strict=True):
+        for label in LABELS:
+            assert a["probabilities"][label] == pytest.approx(b["probabilities"][label], abs=1e-5)
+    with pytest.raises(SystemExit, match="export it again"):
+        main(["triton", str(old), "--out", str(tmp_path / "repo")])
 
 
 def test_the_contract_package_needs_no_torch():

@@ -72,15 +72,20 @@ def run(main: Callable[[], Awaitable[Any]]) -> Any:
     return result
 
 
-@contextlib.asynccontextmanager
-async def running(backend: FakeBackend, **config: Any) -> AsyncIterator[Batcher]:
+def config(**overrides: Any) -> BatcherConfig:
+    """The tests' batcher settings (the service's defaults live in its Settings)."""
     settings: dict[str, Any] = {
         "max_batch_size": 8,
         "max_batch_samples": 1_000_000,
         "max_wait_ms": 5.0,
         "max_queue": 1000,
     }
-    batcher = Batcher(backend, BatcherConfig(**{**settings, **config}))
+    return BatcherConfig(**{**settings, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def running(backend: FakeBackend, **overrides: Any) -> AsyncIterator[Batcher]:
+    batcher = Batcher(backend, config(**overrides))
     await batcher.start()
     try:
         yield batcher
@@ -264,7 +269,7 @@ def test_stop_with_drain_answers_everything_queued() -> None:
     async def main() -> None:
         # max_wait is 10 s: draining must not wait for the deadline (the last batch is not
         # full), and the blocking batch is full so that it goes at once.
-        b = Batcher(backend, BatcherConfig(max_batch_size=2, max_wait_ms=10_000, max_queue=100))
+        b = Batcher(backend, config(max_batch_size=2, max_wait_ms=10_000, max_queue=100))
         await b.start()
         blocker = await hold_backend(b, backend, n_clips=2)
         tasks = [asyncio.create_task(b.submit(clip(10, i + 1))) for i in range(5)]
@@ -291,7 +296,7 @@ def test_stop_without_drain_fails_the_queued_and_finishes_the_in_flight() -> Non
     backend = FakeBackend(held=True)
 
     async def main() -> None:
-        b = Batcher(backend, BatcherConfig(max_wait_ms=1, max_queue=100))
+        b = Batcher(backend, config(max_wait_ms=1, max_queue=100))
         await b.start()
         blocker = await hold_backend(b, backend)
         tasks = [asyncio.create_task(b.submit(clip(10, i + 1))) for i in range(3)]
@@ -312,8 +317,11 @@ def test_on_batch_reports_consistent_numbers() -> None:
     calls: list[tuple[int, int, list[float], float, bool]] = []
 
     async def main() -> None:
-        config = BatcherConfig(max_batch_size=4, max_wait_ms=20, max_queue=100)
-        b = Batcher(backend, config, on_batch=lambda *args: calls.append(args))
+        b = Batcher(
+            backend,
+            config(max_batch_size=4, max_wait_ms=20, max_queue=100),
+            on_batch=lambda *args: calls.append(args),
+        )
         await b.start()
         await asyncio.gather(*(b.submit(clip(10 * (i + 1), i + 1)) for i in range(10)))
         with pytest.raises(RuntimeError):
@@ -337,7 +345,7 @@ def test_a_failing_on_batch_does_not_stop_serving() -> None:
         raise RuntimeError("metrics down")
 
     async def main() -> None:
-        b = Batcher(FakeBackend(), BatcherConfig(max_wait_ms=1), on_batch=broken)
+        b = Batcher(FakeBackend(), config(max_wait_ms=1), on_batch=broken)
         await b.start()
         assert (await b.submit(clip(10, 1)))[1] == 1
         assert (await b.submit(clip(10, 2)))[1] == 2
@@ -371,7 +379,7 @@ def test_the_event_loop_stays_responsive_while_the_backend_works() -> None:
 
 def test_submit_before_start_and_bad_settings_are_refused() -> None:
     async def main() -> None:
-        b = Batcher(FakeBackend(), BatcherConfig())
+        b = Batcher(FakeBackend(), config())
         with pytest.raises(BatcherClosedError):
             await b.submit(clip(10, 1))
         await b.start()
@@ -381,9 +389,9 @@ def test_submit_before_start_and_bad_settings_are_refused() -> None:
 
     run(main)
     with pytest.raises(ValueError):
-        BatcherConfig(max_batch_size=0)
+        config(max_batch_size=0)
     with pytest.raises(ValueError):
-        BatcherConfig(max_wait_ms=-1)
+        config(max_wait_ms=-1)
 
 
 def test_no_wait_sends_a_lone_clip_at_once_and_batches_what_arrives_meanwhile() -> None:

@@ -1,4 +1,4 @@
-"""Hostile clients (issue: hardening): each test reproduces one attack against the service.
+"""Hostile clients: each test reproduces one attack against the service.
 
 The upload, header and disconnect tests speak raw HTTP over real sockets to a real uvicorn.
 """

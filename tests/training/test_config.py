@@ -12,15 +12,27 @@ from training.config import RunConfig, load_config, save_config
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 
-@pytest.mark.parametrize(
-    "name", ["iemocap_hubert_base.yaml", "iemocap_hubert_large.yaml", "demo.yaml"]
-)
+SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+# The hub ids each IEMOCAP config names (loaded by `from_pretrained` where the hub is reachable).
+HUB_IDS = {
+    "iemocap_hubert_base.yaml": "facebook/hubert-base-ls960",
+    "iemocap_hubert_large.yaml": "facebook/hubert-large-ll60k",
+    "iemocap_wav2vec2_base.yaml": "facebook/wav2vec2-base",
+    "iemocap_wavlm_large.yaml": "microsoft/wavlm-large",
+}
+
+
+def test_every_encoder_family_has_an_iemocap_config():
+    assert {n for n in SHIPPED if n.startswith("iemocap")} == set(HUB_IDS)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_load(name: str):
     config = load_config(CONFIGS / name)
     o = config.optim
     assert o.global_batch_size % o.per_device_batch_size == 0
     if name.startswith("iemocap"):
-        assert config.corpus.kind == "iemocap" and config.student.pretrained.startswith("facebook/")
+        assert config.corpus.kind == "iemocap" and config.student.pretrained == HUB_IDS[name]
         assert o.global_batch_size == 128 and o.lr == 1e-4  # the paper's settings
         assert (config.loss.tau_linguistic, config.loss.tau_prosodic) == (4.0, 0.5)
 

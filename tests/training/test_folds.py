@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from training.corpus.manifest import Utterance
-from training.folds import FoldError, make_folds, manifest_digest, split, write_folds
+from training.folds import (
+    FoldError,
+    make_folds,
+    manifest_digest,
+    read_folds,
+    split,
+    write_folds,
+)
 
 
 def corpus(speakers: list[str], per_speaker: int = 3, sessions: bool = True) -> list[Utterance]:
@@ -55,6 +63,26 @@ def test_folds_are_deterministic_and_tied_to_their_manifest(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["manifest_sha256"] == manifest_digest(rows)
     assert saved["folds"][0]["counts"] == {"train": 24, "val": 3, "test": 3}
+
+
+def test_read_folds_gives_back_what_was_written(tmp_path):
+    rows = corpus(IEMOCAP_SPEAKERS)
+    path = tmp_path / "folds.json"
+    write_folds(rows, make_folds(rows, "session"), path)
+    assert read_folds(rows, path, n_val_speakers=1) == make_folds(rows, "session")
+
+
+def test_a_folds_file_made_for_another_manifest_is_refused(tmp_path):
+    rows = corpus(IEMOCAP_SPEAKERS)
+    path = tmp_path / "folds.json"
+    write_folds(rows, make_folds(rows), path)
+    relabelled = [replace(rows[0], label="b"), *rows[1:]]
+    with pytest.raises(FoldError, match="made for another manifest"):
+        read_folds(relabelled, path, n_val_speakers=1)
+    with pytest.raises(FoldError, match="the config asks for 2"):
+        read_folds(rows, path, n_val_speakers=2)
+    with pytest.raises(FoldError, match="does not exist"):
+        read_folds(rows, tmp_path / "missing.json", n_val_speakers=1)
 
 
 def test_session_folds_need_sessions():

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -93,3 +94,27 @@ def test_ablation_and_sweep_reuse_the_teachers(config_file: Path, monkeypatch):
     assert (run_dir / "tau_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 2 |" in (run_dir / "tau_sweep.md").read_text()
     assert (run_dir / "sweep" / "prosodic_tau_2" / "variant.yaml").is_file()
+
+
+@pytest.mark.parametrize("encoder", ["wav2vec2", "wavlm"])
+def test_other_encoder_families_train_and_export(config_file: Path, tmp_path: Path, encoder):
+    """One config line moves the student to another family; it trains on the synthetic corpus
+    and exports to a bundle the runtime answers from."""
+    from emodistill import load
+    from export.bundle_writer import ExportOptions, export_bundle
+
+    data = yaml.safe_load(config_file.read_text())
+    data["name"] = f"small_{encoder}"
+    data["student"]["encoder"] = encoder
+    path = tmp_path / f"{encoder}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    main(["run", "--config", str(path), "--quiet"])
+
+    checkpoint = Path(data["out_dir"]) / data["name"] / "fold_0" / "student" / "checkpoint"
+    assert json.loads((checkpoint / "config.json").read_text())["model_type"] == encoder
+    quick = ExportOptions(reference_clips=4, invariance_clips=4, agreement_clips=16)
+    metadata = export_bundle(checkpoint, tmp_path / "bundle", quick)
+    assert metadata.source["encoder"] == encoder
+    assert metadata.parity["fp32_batched_vs_alone"]["max_abs_probability"] <= 1e-4
+    answer = load(tmp_path / "bundle", device="cpu").predict(np.zeros(16_000, np.float32))
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)

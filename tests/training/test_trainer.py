@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from student.encoders import FAMILIES
 from tests.training.trainer_fixtures import LABELS, run_config, targets, write_clips
 from training.distill_loss import LossTerms
 from training.trainer import StudentTrainer
@@ -20,9 +21,12 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def train(clips, out: Path, resume=False, stop_after=None, per_device=4) -> StudentTrainer:
+def train(
+    clips, out: Path, resume=False, stop_after=None, per_device=4, encoder="hubert"
+) -> StudentTrainer:
+    config = run_config(per_device, encoder=encoder)
     trainer = StudentTrainer(
-        run_config(per_device), LABELS, clips, clips[:4], targets(len(clips)), out, progress=False
+        config, LABELS, clips, clips[:4], targets(len(clips)), out, progress=False
     )
     trainer.train(resume=resume, stop_after_steps=stop_after)
     return trainer
@@ -33,18 +37,19 @@ def max_abs_diff(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path):
+@pytest.mark.parametrize("encoder", list(FAMILIES))
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, encoder: str):
     clips = write_clips(tmp_path / "clips")
-    whole = train(clips, tmp_path / "whole")
-    assert whole.state["step"] == 4  # 2 epochs × 2 global batches of 8
+    whole = train(clips, tmp_path / "whole", encoder=encoder)
+    assert whole.state.step == 4  # 2 epochs × 2 global batches of 8
 
-    killed = train(clips, tmp_path / "resumed", stop_after=3)  # dies mid-epoch 2
-    assert killed.state["step"] == 3 and killed.state["epoch"] == 1
-    resumed = train(clips, tmp_path / "resumed", resume=True)
+    killed = train(clips, tmp_path / "resumed", stop_after=3, encoder=encoder)  # dies mid-epoch 2
+    assert killed.state.step == 3 and killed.state.epoch == 1
+    resumed = train(clips, tmp_path / "resumed", resume=True, encoder=encoder)
 
     # Tolerance 1e-6: the same operations on the same data with the same RNG draws.
     assert max_abs_diff(whole.model.state_dict(), resumed.model.state_dict()) <= 1e-6
-    assert resumed.state["step"] == 4
+    assert resumed.state.step == 4
     assert resumed.history[-1]["total"] == pytest.approx(whole.history[-1]["total"], abs=1e-6)
 
 

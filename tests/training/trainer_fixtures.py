@@ -47,7 +47,7 @@ def targets(n: int) -> TeacherTargets:
     )
 
 
-def run_config(per_device: int, epochs: int = 2, **optim) -> RunConfig:
+def run_config(per_device: int, epochs: int = 2, encoder: str = "hubert", **optim) -> RunConfig:
     """Global batch 8; dropout, SpecAugment and LayerDrop on, so RNG handling is exercised."""
     return RunConfig.model_validate(
         {
@@ -56,6 +56,7 @@ def run_config(per_device: int, epochs: int = 2, **optim) -> RunConfig:
             "student": {
                 "pretrained": None,
                 "preset": "tiny",
+                "encoder": encoder,
                 "freeze_feature_encoder": False,
                 "classifier_proj_size": 16,
                 "mask_time_prob": 0.2,

@@ -1,4 +1,4 @@
-"""IEMOCAP -> manifest, following the 4-class protocol of `shared/reference/iemocap.md`.
+"""IEMOCAP -> manifest, by the field's 4-class protocol (neutral, angry, sad, happy + excited).
 
 Reads `SessionN/dialog/EmoEvaluation/*.txt` (top level only) for labels,
 `SessionN/dialog/transcriptions/*.txt` for text and `SessionN/sentences/wav/<dialog>/` for

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torch.optim import AdamW
 from tqdm import tqdm
@@ -96,7 +95,8 @@ def _load_cached(out_dir: Path) -> TeacherResult | None:
 class _Task:
     """What the shared training and prediction loops need to know of one teacher."""
 
-    model: nn.Module  # forward(*make_batch(...)) -> (logits [B, C], embedding [B, D])
+    # forward(*make_batch(...)) -> (logits [B, C], embedding [B, D])
+    model: ProsodicResNet | LinguisticTeacher
     make_batch: MakeBatch
     length: Callable[[Utterance], int]  # sorts evaluation rows into batches
     batch_size: int

@@ -36,7 +36,6 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
-        self.stride = stride
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
@@ -75,8 +74,9 @@ class ProsodicResNet(nn.Module):
         self.stem_bn = nn.BatchNorm2d(channels[0])
         widths = [channels[0], *channels]
         # Stride 2 (in both descriptors and time) from the second stage on: 25 -> 13 -> 7 -> 4.
+        self.strides = (1, 2, 2, 2)
         self.stages = nn.ModuleList(
-            BasicBlock(widths[i], widths[i + 1], stride=1 if i == 0 else 2) for i in range(4)
+            BasicBlock(widths[i], widths[i + 1], stride) for i, stride in enumerate(self.strides)
         )
         self.head = nn.Linear(channels[-1], n_classes)
 
@@ -95,8 +95,8 @@ class ProsodicResNet(nn.Module):
         frame_mask = frame_mask.to(lld.device)
         valid = frame_mask[:, None, None, :].to(lld.dtype)
         x = F.relu(self.stem_bn(self.stem(lld * valid))) * valid
-        for block in self.stages:
-            frame_mask = downsample_mask(frame_mask, block.stride)
+        for block, stride in zip(self.stages, self.strides, strict=True):
+            frame_mask = downsample_mask(frame_mask, stride)
             valid = frame_mask[:, None, None, :].to(lld.dtype)
             x = block(x, valid)
         per_frame = x.mean(dim=2)  # [B, C, T']

@@ -1,0 +1,37 @@
+"""Where the student loop stands, as saved with each checkpoint so a killed run resumes.
+
+Holds the counters and early-stopping record only; weights, optimizer and scheduler are
+saved beside it by the trainer. Knows nothing of models or data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .metrics import Scores
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0  # optimizer steps done in the epoch under way
+    step: int = 0  # optimizer steps done in all epochs
+    best_ua: float = -1.0  # best validation UA so far; below any real UA until the first epoch
+    best_epoch: int = -1  # the epoch (1-based) that gave `best_ua`; -1 before any
+    bad_epochs: int = 0  # epochs since `best_epoch` without a better UA (early stopping)
+    best_val: Scores | None = None  # the validation scores of `best_epoch`
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (Scores as a dict), for `torch.save` and JSON alike."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> TrainerState:
+        """The inverse of `to_dict`; unknown or missing keys are errors (another version)."""
+        expected = {f.name for f in fields(cls)}
+        if set(saved) != expected:
+            raise ValueError(f"trainer state has keys {sorted(saved)}, expected {sorted(expected)}")
+        best_val = saved["best_val"]
+        return cls(**{**saved, "best_val": Scores(**best_val) if best_val is not None else None})
