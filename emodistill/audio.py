@@ -1,12 +1,12 @@
 """Audio in: the one loader every stage uses (corpus preparation, features, training, serving).
 
-Decodes with soundfile (WAV, FLAC, OGG), averages channels to mono and resamples with
-soxr to the model's rate. It knows nothing of labels, models or HTTP.
+Decodes with FFmpeg (`decoder`: WAV, FLAC, OGG, Opus, MP3, M4A/AAC, AIFF, AMR, video files'
+audio), averages channels to mono and resamples with soxr to the model's rate; writes WAV with
+soundfile. It knows nothing of labels, models or HTTP.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -15,12 +15,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from emodistill.decoder import DecodeError, decode_file, open_audio
+
 # HuBERT and every feature extractor here expect 16 kHz; this is the one home of that number.
 SAMPLE_RATE_HZ = 16_000
-# Samples are full scale at ±1. Float files may go past it a little (headroom); ±1000 is 60 dB
-# over, far beyond any recording, and keeps the model's squares and sums well inside float32
-# (samples near ±3e38 made it answer NaN; from about 1e19 up, every clip one fixed answer).
-MAX_ABS_AMPLITUDE = 1000.0
 
 AudioSource = str | Path | bytes | BinaryIO
 
@@ -29,21 +27,12 @@ class AudioDecodeError(ValueError):
     """The input could not be decoded as audio; the message says why."""
 
 
-def _as_file(source: AudioSource) -> str | BinaryIO:
+def _as_bytes(source: AudioSource) -> bytes:
     if isinstance(source, bytes):
-        return io.BytesIO(source)
-    if isinstance(source, Path):
-        return str(source)
-    return source
-
-
-def to_mono(samples: np.ndarray) -> np.ndarray:
-    """[samples, channels] or [samples] -> [samples], channels averaged."""
-    if samples.ndim == 1:
-        return samples
-    if samples.shape[1] == 1:
-        return samples[:, 0]  # a view: a mean over one channel was a tenth of decoding's time
-    return samples.mean(axis=1)
+        return source
+    if isinstance(source, str | Path):
+        return Path(source).read_bytes()
+    return source.read()
 
 
 def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndarray:
@@ -57,13 +46,14 @@ def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndar
 def load_audio(source: AudioSource, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Decode `source` (a path, bytes or a binary file) -> float32 mono [samples] at the rate.
 
-    Raises AudioDecodeError when soundfile cannot read it.
+    The service's decoder (FFmpeg through `decoder`, every format it reads), without the
+    service's limits: corpus files are trusted. Raises AudioDecodeError when it cannot.
     """
     try:
-        samples, rate_hz = sf.read(_as_file(source), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        mono, info = decode_file(_as_bytes(source))
+    except (DecodeError, OSError) as err:
         raise AudioDecodeError(f"cannot decode audio: {err}") from err
-    return resample(to_mono(samples), rate_hz, sample_rate_hz)
+    return resample(mono, info.rate_hz, sample_rate_hz)
 
 
 def normalize_clip(samples: np.ndarray) -> np.ndarray:
@@ -85,9 +75,15 @@ def pad_batch(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def duration_s(path: str | Path) -> float:
-    """Duration of an audio file in seconds, read from its header (no decoding)."""
-    info = sf.info(str(path))
-    return info.frames / info.samplerate
+    """Duration of an audio file in seconds: from its header where it says (no decoding),
+    else decoded."""
+    try:
+        with open_audio(Path(path).read_bytes()) as reader:
+            if reader.info.duration_s is not None:
+                return reader.info.duration_s
+    except (DecodeError, OSError) as err:
+        raise AudioDecodeError(f"cannot read audio: {err}") from err
+    return len(load_audio(path, SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:

@@ -40,6 +40,34 @@ class TensorSpec(BaseModel):
     shape: list[str | int]
 
 
+class Calibration(BaseModel):
+    """Temperature scaling, fitted after training on the validation speakers' predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(gt=0, description="Probabilities are softmax(logits / this).")
+    fitted_on: str = Field(description="Which predictions, e.g. a fold's validation speakers.")
+    clips: int
+    bins: int = Field(description="Equal-width confidence bins of the ECE.")
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+
+
+class TrainingData(BaseModel):
+    """What the student learned from, and how well it did on speakers it never heard."""
+
+    model_config = ConfigDict(extra="forbid")
+    corpus: str = Field(description="e.g. iemocap, synthetic (espeak-ng), a manifest's name.")
+    utterances: int = Field(description="Training and validation utterances of the fold.")
+    speakers: int
+    protocol: str = Field(description="speaker or session: what the held-out group is.")
+    fold: int | None = None
+    test_speakers: list[str] = Field(default_factory=list)
+    test_ua: float | None = Field(None, description="Unweighted accuracy, held-out speakers.")
+    test_wa: float | None = Field(None, description="Weighted accuracy, held-out speakers.")
+
+
 class BundleMetadata(BaseModel):
     """bundle.json. Unknown keys are errors, so a service never misreads a newer bundle."""
 
@@ -63,6 +91,9 @@ class BundleMetadata(BaseModel):
     source: dict[str, Any] = Field(default_factory=dict, description="Checkpoint, architecture.")
     training_metrics: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, Any] = Field(default_factory=dict, description="Figures measured at export.")
+    calibration: Calibration | None = Field(None, description="None: raw softmax, unchecked.")
+    trained_on: TrainingData | None = None
+    note: str | None = Field(None, description="What a user must know before trusting it.")
 
 
 class BundleError(ValueError):
@@ -107,3 +138,15 @@ def load_bundle(bundle_dir: Path, verify: bool = True) -> BundleMetadata:
     if verify and (problems := checksum_problems(bundle_dir, metadata)):
         raise BundleError(f"bundle {bundle_dir} is corrupt:\n  " + "\n  ".join(problems))
     return metadata
+
+
+def model_card(metadata: BundleMetadata) -> dict[str, Any]:
+    """The `model` block of every answer: which model, what it learned from, whether its
+    probabilities are calibrated, and its note."""
+    return {
+        "name": metadata.name,
+        "version": metadata.version,
+        "calibrated": metadata.calibration is not None,
+        "trained_on": metadata.trained_on.model_dump() if metadata.trained_on else None,
+        "note": metadata.note,
+    }

@@ -1,12 +1,14 @@
 """`emodistill.load(bundle).predict(audio)`: emotion from audio in Python, with no server.
 
 The service is one consumer of this runtime: the same bundle check, onnxruntime session
-(`runtime.OnnxBackend`), decoding and limits (`audio_input`), windows and aggregation
-(`scoring`), so `Recognizer.predict` answers what `POST /predict` answers for the same audio.
-`predict_many` batches every window of every input, clips of similar length together.
+(`runtime.OnnxBackend`), decoding and limits (`audio_input`), speech segments (`segments`),
+calibrated probabilities and aggregation (`scoring`), so `Recognizer.predict` answers what
+`POST /predict` answers for the same audio. `predict_many` batches every span of every input,
+spans of similar length together.
 
     rec = emodistill.load("models/demo/bundle", device="auto")
-    rec.predict("clip.wav")  # {"label", "probabilities", "duration_s", "model", "segments"}
+    rec.predict("call.m4a")  # {"label", "probabilities", "duration_s", "speech_s",
+                             #  "segmentation", "segments", "model"}
 
 Torch-free; knows nothing of HTTP.
 """
@@ -16,21 +18,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from emodistill.audio import MAX_ABS_AMPLITUDE
 from emodistill.audio_input import MAX_AUDIO_S, AudioInputError, AudioLimits, decode_upload
+from emodistill.bundle import model_card
+from emodistill.decoder import MAX_ABS_AMPLITUDE
 from emodistill.runtime import OnnxBackend
 from emodistill.scoring import (
     HOP_S,
     MAX_BATCH_AUDIO_S,
     MAX_BATCH_SIZE,
+    MAX_SEGMENT_S,
+    MIN_SEGMENT_S,
     WINDOW_S,
     combine,
     split,
 )
+from emodistill.segments import ClipPlan, SegmentOptions, default_detector, speech_plan
 
 # A path or URL-free file name, the file's bytes, or float32 mono samples at the bundle's rate.
 Audio = str | Path | bytes | np.ndarray
@@ -39,8 +45,11 @@ Audio = str | Path | bytes | np.ndarray
 @dataclass
 class Recognizer:
     backend: OnnxBackend
+    segmentation: Literal["speech", "windows"] = "speech"
     window_s: float = WINDOW_S
     hop_s: float = HOP_S
+    min_segment_s: float = MIN_SEGMENT_S
+    max_segment_s: float = MAX_SEGMENT_S
     max_batch_size: int = MAX_BATCH_SIZE
     max_batch_audio_s: float = MAX_BATCH_AUDIO_S
     max_audio_s: float = MAX_AUDIO_S
@@ -61,15 +70,33 @@ class Recognizer:
         """Each input's answer, its windows batched with the others' by length."""
         decoded = [self._samples(a) for a in audios]
         clips = [samples for samples, _ in decoded]
+        return self.answer(clips, [d for _, d in decoded], [self.plan(c) for c in clips])
+
+    def plan(self, samples: np.ndarray) -> ClipPlan:
+        """What the model scores in one clip: whole, its utterances, or windows."""
         rate_hz = self.backend.metadata.sample_rate_hz
-        spans, pieces = split(clips, rate_hz, self.window_s, self.hop_s)
-        answers = combine(spans, self._infer(pieces), self.labels, rate_hz)
+        return speech_plan(samples, rate_hz, self.segment_options, default_detector())
+
+    def answer(
+        self, clips: list[np.ndarray], durations_s: list[float], plans: list[ClipPlan]
+    ) -> list[dict[str, Any]]:
+        """Each planned clip's answer (every span of every clip batched together by length),
+        with its duration and the model block."""
         meta = self.backend.metadata
-        model = {"name": meta.name, "version": meta.version}
+        temperature = meta.calibration.temperature if meta.calibration else 1.0
+        logits = self._infer(split(clips, plans))
+        answers = combine(plans, logits, self.labels, meta.sample_rate_hz, temperature)
+        card = model_card(meta)
         return [
-            {**a, "duration_s": duration_s, "model": model, "segments": a.get("segments")}
-            for a, (_, duration_s) in zip(answers, decoded, strict=True)
+            {**a, "duration_s": duration_s, "model": card}
+            for a, duration_s in zip(answers, durations_s, strict=True)
         ]
+
+    @property
+    def segment_options(self) -> SegmentOptions:
+        return SegmentOptions(
+            self.segmentation, self.window_s, self.hop_s, self.min_segment_s, self.max_segment_s
+        )
 
     def _samples(self, audio: Audio) -> tuple[np.ndarray, float]:
         """(float32 mono samples at the bundle's rate, the input's duration in seconds)."""

@@ -1,9 +1,10 @@
-"""From one clip's samples to its answer: windows for long audio, probabilities, aggregate.
+"""From clips and their plans to answers: what goes to the model, probabilities, aggregate.
 
-Clips up to `window_s` are scored whole. Longer ones are cut into windows of `window_s`
-every `hop_s` (the last window ends at the clip's end), scored concurrently through the
-batcher, and aggregated as the duration-weighted mean of window probabilities.
-Knows nothing of HTTP; the batcher is any object with `async submit_many(clips) -> logits`.
+A clip's plan (`segments.ClipPlan`) names the spans the model scores: the whole clip, fixed
+windows, or the utterances where speech is. Every span's logits become probabilities (divided
+by the bundle's calibration temperature first), and the clip's answer is their mean weighted
+by each span's duration, so silence, never scored, weighs nothing. Knows nothing of HTTP; the
+batcher is any object with `async submit_many(clips) -> logits`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-# Long audio is scored in windows of WINDOW_S every HOP_S: IEMOCAP utterances are mostly
-# under 10 s. The service's settings and the Python API default to these.
+from emodistill.segments import ClipPlan, window_plan
+
+# Long audio is scored in windows of WINDOW_S every HOP_S where no speech detection runs
+# (and within a stretch of speech longer than MAX_SEGMENT_S): IEMOCAP utterances are mostly
+# under 10 s. Detected utterances are at least MIN_SEGMENT_S long where a neighbour allows.
+# The service's settings and the Python API default to these.
 WINDOW_S = 10.0
 HOP_S = 5.0
+MIN_SEGMENT_S = 1.0
+MAX_SEGMENT_S = WINDOW_S
 # Windows per model call, and padded audio per call (longest × count): bounds memory.
 MAX_BATCH_SIZE = 32
 MAX_BATCH_AUDIO_S = 64.0
@@ -29,20 +36,14 @@ class NonFiniteAnswerError(ArithmeticError):
     """The model answered NaN or infinity for a clip: never sent on as an answer."""
 
 
-def windows(n_samples: int, rate_hz: int, window_s: float, hop_s: float) -> list[tuple[int, int]]:
-    """[(start, end)] sample spans covering the clip; one span if it fits in a window."""
-    window, hop = round(window_s * rate_hz), max(1, round(hop_s * rate_hz))
-    if n_samples <= window:
-        return [(0, n_samples)]
-    spans = [(start, start + window) for start in range(0, n_samples - window + 1, hop)]
-    if spans[-1][1] < n_samples:
-        spans.append((n_samples - window, n_samples))
-    return spans
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Logits [..., C] -> calibrated probabilities [..., C] (float64)."""
+    return softmax(np.asarray(logits, dtype=np.float64) / temperature)
 
 
 def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
@@ -50,19 +51,22 @@ def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
 
 
 def _answer(
-    spans: list[tuple[int, int]], logits: list[np.ndarray], labels: list[str], rate_hz: int
+    plan: ClipPlan, logits: list[np.ndarray], labels: list[str], rate_hz: int, temperature: float
 ) -> dict[str, Any]:
-    """One clip's answer from its windows' logits, each [C]."""
+    """One clip's answer from its spans' logits, each [C]."""
     if not all(np.isfinite(x).all() for x in logits):
         raise NonFiniteAnswerError("the model produced a non-finite output for this clip")
-    probs = np.stack([softmax(np.asarray(x, dtype=np.float64)) for x in logits])  # [W, C]
-    weights = np.array([b - a for a, b in spans], dtype=np.float64)
+    probs = probabilities(np.stack(logits), temperature)  # [S, C]
+    weights = np.array([b - a for a, b in plan.spans], dtype=np.float64)
     mean = (probs * weights[:, None]).sum(axis=0) / weights.sum()
     answer: dict[str, Any] = {
         "label": labels[int(mean.argmax())],
         "probabilities": _named(mean, labels),
+        "segmentation": plan.mode,
+        "speech_s": plan.speech_s,
+        "segments": None,
     }
-    if len(spans) > 1:
+    if plan.mode != "whole":
         answer["segments"] = [
             {
                 "start_s": a / rate_hz,
@@ -70,50 +74,52 @@ def _answer(
                 "label": labels[int(p.argmax())],
                 "probabilities": _named(p, labels),
             }
-            for (a, b), p in zip(spans, probs, strict=True)
+            for (a, b), p in zip(plan.spans, probs, strict=True)
         ]
     return answer
 
 
-def split(
-    clips: list[np.ndarray], rate_hz: int, window_s: float, hop_s: float
-) -> tuple[list[list[tuple[int, int]]], list[np.ndarray]]:
-    """(each clip's window spans, every window's samples in order): what goes to the model."""
-    spans = [windows(len(c), rate_hz, window_s, hop_s) for c in clips]
-    pieces = [c[a:b] for c, clip_spans in zip(clips, spans, strict=True) for a, b in clip_spans]
-    return spans, pieces
+def split(clips: list[np.ndarray], plans: list[ClipPlan]) -> list[np.ndarray]:
+    """Every planned span's samples, clip after clip: what goes to the model."""
+    return [c[a:b] for c, plan in zip(clips, plans, strict=True) for a, b in plan.spans]
 
 
 def combine(
-    spans: list[list[tuple[int, int]]],
+    plans: list[ClipPlan],
     logits: list[np.ndarray],
     labels: list[str],
     rate_hz: int,
+    temperature: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Each clip's answer from its windows' logits (in `split`'s order)."""
+    """Each clip's answer from its spans' logits (in `split`'s order)."""
     answers, start = [], 0
-    for clip_spans in spans:
-        answers.append(
-            _answer(clip_spans, logits[start : start + len(clip_spans)], labels, rate_hz)
-        )
-        start += len(clip_spans)
+    for plan in plans:
+        end = start + len(plan.spans)
+        answers.append(_answer(plan, logits[start:end], labels, rate_hz, temperature))
+        start = end
     return answers
+
+
+def window_plans(
+    clips: list[np.ndarray], rate_hz: int, window_s: float, hop_s: float
+) -> list[ClipPlan]:
+    return [window_plan(len(c), rate_hz, window_s, hop_s) for c in clips]
 
 
 async def score_clips(
     clips: list[np.ndarray],
+    plans: list[ClipPlan],
     batcher: Submitter,
     labels: list[str],
     rate_hz: int,
-    window_s: float,
-    hop_s: float,
+    temperature: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Each float32 [samples] clip -> {'label', 'probabilities'[, 'segments']}.
+    """Each float32 [samples] clip and its plan -> {'label', 'probabilities', 'segmentation',
+    'speech_s', 'segments'}. The caller adds `duration_s` (the decoder's, before resampling)
+    and the model block.
 
-    The caller adds `duration_s`: the input's own, measured by the decoder before resampling.
-
-    Every window of every clip goes to the batcher in one call, so a request is admitted
-    whole or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
+    Every span of every clip goes to the batcher in one call, so a request is admitted whole
+    or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
     """
-    spans, pieces = split(clips, rate_hz, window_s, hop_s)
-    return combine(spans, await batcher.submit_many(pieces), labels, rate_hz)
+    pieces = split(clips, plans)
+    return combine(plans, await batcher.submit_many(pieces), labels, rate_hz, temperature)

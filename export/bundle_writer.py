@@ -261,7 +261,7 @@ def export_bundle(
             opset=onnx_graph.OPSET,
             files={p.name: sha256_of(p) for p in sorted(work.iterdir())},
             source={
-                "checkpoint": str(checkpoint.resolve()),
+                "checkpoint": checkpoint.name,  # never a path of the machine that built it
                 "encoder": config.get("model_type"),
                 "feat_extract_norm": config.get("feat_extract_norm"),
                 "hidden_size": config.get("hidden_size"),
@@ -269,6 +269,9 @@ def export_bundle(
             },
             training_metrics=metrics,
             parity=figures,
+            calibration=metrics.get("calibration"),
+            trained_on=metrics.get("trained_on"),
+            note=metrics.get("note"),
         )
         (work / METADATA).write_text(metadata.model_dump_json(indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)

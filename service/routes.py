@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -23,20 +23,25 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
-from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
-from emodistill.bundle import BundleMetadata
-from emodistill.scoring import NonFiniteAnswerError, score_clips
+from emodistill.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
+from emodistill.bundle import BundleMetadata, model_card
+from emodistill.scoring import NonFiniteAnswerError, score_clips, window_plans
+from emodistill.segments import ClipPlan, default_detector, speech_plan
 
 from . import __version__
 from .app import ServiceState
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
+from .settings import Settings
 from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 router = APIRouter()
-AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/ogg")
+# What the OpenAPI page lists; any audio/* or video/* body is decoded (emodistill.decoder).
+AUDIO_TYPES: tuple[str, ...] = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/mp4")
+AUDIO_TYPES += ("audio/webm",)
+AUDIO_TYPES += ("audio/aiff", "audio/amr", "video/mp4", "video/webm")
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICT_BODY = {
     "requestBody": {
@@ -55,13 +60,32 @@ PREDICT_BODY = {
 }
 
 
+class Segment(BaseModel):
+    start_s: float
+    end_s: float
+    label: str
+    probabilities: dict[str, float]
+
+
 class Prediction(BaseModel):
     label: str
-    probabilities: dict[str, float] = Field(description="Per label, in the bundle's order.")
+    probabilities: dict[str, float] = Field(
+        description="Per label, in the bundle's order; for long audio the mean over segments "
+        "weighted by their duration (silence, never scored, weighs nothing)."
+    )
     duration_s: float
-    model: dict[str, str]
-    segments: list[dict[str, Any]] | None = Field(
-        None, description="For audio longer than the window: each window's answer."
+    speech_s: float | None = Field(
+        None, description="How much of the audio was speech (long audio; null when not run)."
+    )
+    segmentation: Literal["whole", "speech", "windows"] = Field(
+        description="whole: scored as one utterance; speech: cut at pauses; windows: fixed."
+    )
+    segments: list[Segment] | None = Field(
+        None, description="For audio longer than max_segment_s: each segment's answer."
+    )
+    model: dict[str, Any] = Field(
+        description="name, version, calibrated, trained_on (corpus, speakers, held-out UA/WA) "
+        "and a note on what the model can and cannot do."
     )
 
 
@@ -111,12 +135,15 @@ async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
     raise HTTPException(499, "client closed the request")
 
 
-async def _score(request: Request, clips: list[np.ndarray]) -> list[dict[str, Any]]:
-    """Each clip's answer; all their windows are admitted to the queue together or not at all."""
+async def _score(
+    request: Request, clips: list[np.ndarray], plans: list[ClipPlan]
+) -> list[dict[str, Any]]:
+    """Each clip's answer; all their spans are admitted to the queue together or not at all."""
     state = _state(request)
-    s, meta = state.settings, state.model.metadata
+    meta = state.model.metadata
+    temperature = meta.calibration.temperature if meta.calibration else 1.0
     work = asyncio.ensure_future(
-        score_clips(clips, state.queue, meta.labels, meta.sample_rate_hz, s.window_s, s.hop_s)
+        score_clips(clips, plans, state.queue, meta.labels, meta.sample_rate_hz, temperature)
     )
     try:
         answers = await _until_disconnect(request, work)
@@ -201,14 +228,24 @@ async def predict(request: Request) -> Prediction:
     async with state.uploads:  # bodies in memory at once: at most max_uploads
         data, content_type = await _upload(request)
         try:
-            decode = partial(decode_upload, data, limits, content_type)
-            decoded = await _in_workers(request, decode)
+            work = partial(_decode_and_plan, data, limits, content_type, state.settings)
+            decoded, plan = await _in_workers(request, work)
         except AudioInputError as err:
             raise HTTPException(err.status_code, err.detail) from err
         del data  # the decoded samples are all that is kept
-    answer = (await _score(request, [decoded.samples]))[0]
-    answer["duration_s"] = decoded.duration_s
-    return Prediction(**answer, model={"name": meta.name, "version": meta.version})
+    answer = (await _score(request, [decoded.samples], [plan]))[0]
+    return Prediction(**answer, duration_s=decoded.duration_s, model=model_card(meta))
+
+
+def _decode_and_plan(
+    data: bytes, limits: AudioLimits, content_type: str | None, settings: Settings
+) -> tuple[DecodedAudio, ClipPlan]:
+    """In a worker thread: the upload's samples, and the spans to score (speech detection
+    runs here, off the event loop)."""
+    decoded = decode_upload(data, limits, content_type)
+    options = settings.segment_options
+    plan = speech_plan(decoded.samples, limits.sample_rate_hz, options, default_detector())
+    return decoded, plan
 
 
 # --- KServe v2 / Open Inference Protocol -------------------------------------------------------
@@ -264,6 +301,9 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
             # deployment from one that fell back to the CPU.
             "provider": backend.provider,
             "model_file": backend.model_file.name,
+            # What it learned from and whether its probabilities are calibrated.
+            **{k: v for k, v in model_card(meta).items() if k not in ("name", "version")},
+            "calibration": meta.calibration.model_dump() if meta.calibration else None,
         },
     }
 
@@ -307,7 +347,9 @@ async def infer(request: Request, name: str) -> Response:
         except V2RequestError as err:
             raise HTTPException(err.status_code, err.detail) from err
         del body
-    answers = await _score(request, parsed.clips)
+    s = _state(request).settings
+    plans = window_plans(parsed.clips, meta.sample_rate_hz, s.window_s, s.hop_s)
+    answers = await _score(request, parsed.clips, plans)
     probs = np.array([[a["probabilities"][k] for k in meta.labels] for a in answers], "<f4")
     output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
     answer = {

@@ -13,7 +13,15 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emodistill.audio_input import MAX_AUDIO_S, MAX_DECODED_SAMPLES
-from emodistill.scoring import HOP_S, MAX_BATCH_AUDIO_S, MAX_BATCH_SIZE, WINDOW_S
+from emodistill.scoring import (
+    HOP_S,
+    MAX_BATCH_AUDIO_S,
+    MAX_BATCH_SIZE,
+    MAX_SEGMENT_S,
+    MIN_SEGMENT_S,
+    WINDOW_S,
+)
+from emodistill.segments import SegmentOptions
 
 
 class Settings(BaseSettings):
@@ -95,11 +103,25 @@ class Settings(BaseSettings):
         "that no upload delays another request (health checks included). About the number "
         "of cores left to the service after the model's.",
     )
+    segmentation: Literal["speech", "windows"] = Field(
+        "speech",
+        description="How POST /predict cuts audio longer than max_segment_s: 'speech' into "
+        "utterances at pauses (voice activity detection; silence is not scored), 'windows' "
+        "into fixed windows whatever is said.",
+    )
+    min_segment_s: float = Field(
+        MIN_SEGMENT_S, gt=0, description="A shorter utterance joins its nearer neighbour."
+    )
+    max_segment_s: float = Field(
+        MAX_SEGMENT_S,
+        gt=0,
+        description="Clips up to this are scored whole; a longer stretch of speech in windows.",
+    )
     window_s: float = Field(
         WINDOW_S,
         gt=0,
-        description="Clips longer than this are scored in windows of this length; "
-        "IEMOCAP utterances are mostly under 10 s.",
+        description="Windows where audio is cut without speech detection (and inside a "
+        "stretch of speech longer than max_segment_s); IEMOCAP utterances are mostly under 10 s.",
     )
     hop_s: float = Field(HOP_S, gt=0, description="Step between windows; < window_s overlaps.")
     keep_alive_s: float = Field(
@@ -151,9 +173,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _windows(self) -> Settings:
-        if self.hop_s > self.window_s:
-            raise ValueError("hop_s must not exceed window_s (windows would skip audio)")
+        _ = self.segment_options  # its checks: hop_s within window_s, the segment bounds
         return self
+
+    @property
+    def segment_options(self) -> SegmentOptions:
+        return SegmentOptions(
+            self.segmentation, self.window_s, self.hop_s, self.min_segment_s, self.max_segment_s
+        )
 
 
 def settings_from_cli(argv: list[str] | None = None) -> Settings:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from emodistill.audio import MAX_ABS_AMPLITUDE
+from emodistill.decoder import MAX_ABS_AMPLITUDE
 
 BINARY_HEADER = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"

@@ -40,6 +40,7 @@ def demo(out: Path, device: str = "auto", progress: bool = True) -> Path:
     report = (run_dir / "report.md").read_text()
     prefix = run_dir.relative_to(out).as_posix()
     report = report.replace("](confusion_", f"]({prefix}/confusion_")
+    report = report.replace("](fold_", f"]({prefix}/fold_")
     minutes = (time.perf_counter() - start) / 60
     (out / "report.md").write_text(
         f"{report}\n\nBuilt by `python -m training demo` in {minutes:.1f} minutes. "

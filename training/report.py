@@ -25,6 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -33,6 +34,7 @@ matplotlib.use("Agg")  # files only, never a window: runs on headless training m
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
+from .calibration import RELIABILITY_PNG
 from .metrics import MeanStd, Scores, summarize_folds
 
 # Column order in the report; models not listed here follow in sorted order.
@@ -146,9 +148,34 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
 
     lines += ["", "## Pooled confusion matrices (rows: reference, columns: predicted)", ""]
     lines += pooled_sections
+    lines += _calibration_section(folds)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _calibration_section(folds: list[dict[str, Any]]) -> list[str]:
+    """Temperature scaling per fold (fitted on its validation speakers) and its diagrams."""
+    calibrated = [f for f in folds if f.get("calibration")]
+    if not calibrated:
+        return []
+    lines = ["## Calibration of the student (temperature scaling)", ""]
+    header = ["fold", "T", "on", "clips", "ECE before", "ECE after", "NLL before", "NLL after"]
+    lines += _table_head(header)
+    figures = ("ece_before", "ece_after", "nll_before", "nll_after")
+    for fold in calibrated:
+        t = f"{fold['calibration']['temperature']:.3f}"
+        sets = [("validation (fitted)", fold["calibration"])]
+        if fold.get("calibration_on_test"):
+            sets.append(("test (held out)", fold["calibration_on_test"]))
+        for name, c in sets:
+            row = [str(fold["fold"]), t, name, str(c["clips"])]
+            lines.append(_table_row(row + [f"{c[k]:.4f}" for k in figures]))
+    lines += ["", f"ECE over {calibrated[0]['calibration']['bins']} equal-width bins.", ""]
+    for fold in calibrated:
+        png = f"fold_{fold['fold']}/{RELIABILITY_PNG}"
+        lines += [f"![fold {fold['fold']} reliability]({png})", ""]
+    return lines
 
 
 def write_ablation_table(

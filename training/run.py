@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ import torch
 from emodistill.bundle import TRAINING_METRICS
 from student.model import EmoDistillStudent
 
+from .calibration import RELIABILITY_PNG, calibrate, held_out, plot_reliability
 from .config import RunConfig, save_config
 from .corpus.manifest import Utterance, read_labels, read_manifest
 from .corpus.prepare import prepare_corpus
@@ -109,6 +111,33 @@ class Experiment:
             self.ctx.barrier()
         return results
 
+    def _calibrate(
+        self, k: int, val: list[Clip], val_probs: np.ndarray, out: Path
+    ) -> dict[str, Any]:
+        """Temperature scaling on the fold's validation speakers; a reliability diagram."""
+        logits = np.log(np.clip(val_probs, 1e-12, None))  # softmax-invariant up to a shift
+        labels = np.array([c.label for c in val])
+        fold = self.folds[k]
+        fitted_on = f"fold {k} validation speakers ({', '.join(fold.val_speakers)})"
+        record = calibrate(logits, labels, fitted_on)
+        title = f"Fold {k}: student on its validation speakers"
+        plot_reliability(logits, labels, record["temperature"], title, out / RELIABILITY_PNG)
+        return record
+
+    def _trained_on(self, k: int, parts: FoldSplit, test: dict[str, Any]) -> dict[str, Any]:
+        corpus = self.run.corpus
+        seen = [*parts.train, *parts.val]
+        return {
+            "corpus": CORPUS_NAMES.get(corpus.kind, corpus.prepared_dir.name),
+            "utterances": len(seen),
+            "speakers": len({u.speaker for u in seen}),
+            "protocol": corpus.protocol,
+            "fold": k,
+            "test_speakers": list(self.folds[k].test_speakers),
+            "test_ua": test["ua"],
+            "test_wa": test["wa"],
+        }
+
     def run_fold(
         self,
         k: int,
@@ -139,14 +168,18 @@ class Experiment:
         metrics: dict = {}
         if self.ctx.is_main:
             student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
+            batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
             test_scores, probs = evaluate_student(
-                student,
-                test,
-                self.labels,
-                self.ctx.device,
-                run.optim.per_device_batch_size * run.optim.max_train_audio_s,
+                student, test, self.labels, self.ctx.device, batch_audio_s
             )
             _write_predictions(out / "predictions.csv", test, probs, self.labels)
+            _, val_probs = evaluate_student(
+                student, val, self.labels, self.ctx.device, batch_audio_s
+            )
+            calibration = self._calibrate(k, val, val_probs, out)
+            test_logits = np.log(np.clip(probs, 1e-12, None))
+            test_labels = np.array([c.label for c in test])
+            on_test = held_out(test_logits, test_labels, calibration["temperature"])
             metrics = {
                 "fold": k,
                 "test_speakers": list(fold.test_speakers),
@@ -157,16 +190,32 @@ class Experiment:
                     "student": test_scores.to_dict(),
                 },
                 "student_val": result.best_val.to_dict(),
+                "calibration": calibration,
+                "calibration_on_test": on_test,
                 "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
             }
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            # Beside the checkpoint, so an exported bundle can say how its model scored.
+            # Beside the checkpoint, so an exported bundle can say what its model learned
+            # from, how it scored on unheard speakers, and how to calibrate it.
             summary = {k: metrics[k] for k in ("fold", "test_speakers", "student_val")}
             summary["test"] = metrics["models"]["student"]
+            summary["calibration"] = calibration
+            summary["trained_on"] = self._trained_on(k, parts, test_scores.to_dict())
+            if (note := CORPUS_NOTES.get(self.run.corpus.kind)) is not None:
+                summary["note"] = note
             checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
             checkpoint_metrics.write_text(json.dumps(summary, indent=2) + "\n")
         self.ctx.barrier()
         return metrics
+
+
+# What a user must be told about a model, by the corpus it learned from.
+CORPUS_NOTES = {
+    "synthetic": "Demo model: it learned from synthetic espeak-ng speech, where emotion is "
+    "acted by pitch, rate and word choice. It does not recognise emotion in real voices; "
+    "train on IEMOCAP (training/configs/iemocap_hubert_base.yaml) for that.",
+}
+CORPUS_NAMES = {"iemocap": "IEMOCAP", "synthetic": "synthetic (espeak-ng)"}
 
 
 def _write_predictions(path: Path, clips: list[Clip], probs: np.ndarray, labels: list[str]) -> None:

@@ -53,8 +53,11 @@ def test_every_format_decodes_to_float32_mono_at_model_rate(fmt: str, subtype: s
     assert isinstance(out, DecodedAudio)
     assert out.samples.dtype == np.float32 and out.samples.ndim == 1
     assert out.samples.flags.c_contiguous
-    assert out.duration_s == pytest.approx(0.5, abs=1e-3)
-    assert len(out.samples) == pytest.approx(0.5 * RATE_HZ, abs=2)
+    # Lossless formats give every sample back; FFmpeg's Vorbis decoder drops the first
+    # half-block (256 samples at 22.05 kHz, 12 ms), as lossy decoders may.
+    slack_s = 1e-3 if subtype != "VORBIS" else 0.015
+    assert out.duration_s == pytest.approx(0.5, abs=slack_s)
+    assert len(out.samples) == pytest.approx(0.5 * RATE_HZ, abs=slack_s * RATE_HZ)
     assert (out.source_rate_hz, out.channels, out.format) == (22_050, 1, fmt)
     assert abs(peak_hz(out.samples, RATE_HZ) - 440) <= 4
     assert np.isfinite(out.samples).all()
@@ -104,7 +107,7 @@ def test_audio_like_content_types_are_accepted(content_type: str | None) -> None
     ids=["text", "json", "png", "random", "webp"],
 )
 def test_not_audio_is_415(data: bytes) -> None:
-    assert status_of(data).startswith("415 body is not a recognised audio file")
+    assert status_of(data).startswith("415 body is not a recognised audio or video file")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/json", "image/png"])
@@ -113,10 +116,9 @@ def test_non_audio_content_type_is_415_even_for_good_audio(content_type: str) ->
     assert detail.startswith("415 Content-Type") and content_type in detail
 
 
-def test_audio_in_a_format_we_do_not_accept_is_415() -> None:
-    assert status_of(encode(tone(0.2, RATE_HZ), RATE_HZ, "AIFF")).startswith(
-        "415 audio format AIFF"
-    )
+def test_audio_in_a_container_we_do_not_read_is_415() -> None:
+    """Sun AU: FFmpeg could read it, but its demuxer is not among those enabled."""
+    assert status_of(encode(tone(0.2, RATE_HZ), RATE_HZ, "AU")).startswith("415 ")
 
 
 def test_truncated_wav_is_400() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -10,9 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 import emodistill
+from emodistill.audio import load_audio, write_wav
 from emodistill.audio_input import AudioInputError
+from emodistill.scoring import probabilities
 from service.app import create_app
 from service.settings import Settings
+from tests.emodistill.test_segments import make_conversation
 from tests.service.conftest import wav_bytes
 
 BATCH_TOLERANCE = 1e-5  # the batch-invariant graph; BLAS may round differently by batch size
@@ -59,3 +64,46 @@ def test_the_runtime_needs_no_torch_and_import_is_light():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_calibrated_speech_segments_are_the_services_answer_too(bundle, tmp_path, require_espeak):
+    """A long recording: cut where the speakers pause, each utterance's probabilities divided
+    by the bundle's temperature, the card in the model block; the service answers the same."""
+    calibrated = tmp_path / "bundle"
+    shutil.copytree(bundle, calibrated)
+    meta = json.loads((calibrated / "bundle.json").read_text())
+    meta["calibration"] = {
+        "temperature": 2.0,
+        "fitted_on": "test",
+        "clips": 10,
+        "bins": 15,
+        "ece_before": 0.2,
+        "ece_after": 0.05,
+        "nll_before": 1.3,
+        "nll_after": 1.1,
+    }
+    meta["note"] = "a test model"
+    (calibrated / "bundle.json").write_text(json.dumps(meta))  # not among the hashed files
+    audio, truth = make_conversation()
+    write_wav(tmp_path / "talk.wav", audio)
+
+    rec = emodistill.load(calibrated, device="cpu")
+    answer = rec.predict(tmp_path / "talk.wav")
+    with TestClient(create_app(Settings(model=calibrated, device="cpu", warmup=False))) as client:
+        served = client.post(
+            "/predict",
+            content=(tmp_path / "talk.wav").read_bytes(),
+            headers={"content-type": "audio/wav"},
+        )
+    assert served.status_code == 200 and served.json() == answer
+    assert answer["segmentation"] == "speech" and len(answer["segments"]) == len(truth)
+    assert 0 < answer["speech_s"] < answer["duration_s"]
+    assert answer["model"]["calibrated"] and answer["model"]["note"] == "a test model"
+    first = answer["segments"][0]
+    start, end = round(first["start_s"] * 16_000), round(first["end_s"] * 16_000)
+    decoded = load_audio(tmp_path / "talk.wav")  # what the recognizer decoded
+    logits = rec.backend.infer([decoded[start:end]])[0]
+    expected = probabilities(logits, 2.0)
+    got = np.array([first["probabilities"][label] for label in rec.labels])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not np.allclose(got, probabilities(logits, 1.0), atol=1e-4)  # T made a difference

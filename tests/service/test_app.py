@@ -56,7 +56,14 @@ def test_predict_answers_with_the_bundles_labels(bundle):
     assert list(body["probabilities"]) == LABELS and body["label"] in LABELS
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert body["duration_s"] == pytest.approx(1.5, abs=1e-3)
-    assert body["model"] == {"name": "emodistill", "version": "1"} and body["segments"] is None
+    assert body["model"] == {
+        "name": "emodistill",
+        "version": "1",
+        "calibrated": False,
+        "trained_on": None,
+        "note": None,
+    }
+    assert body["segments"] is None and body["segmentation"] == "whole"
     assert multipart.json()["probabilities"] == pytest.approx(body["probabilities"], abs=1e-6)
 
 
@@ -126,7 +133,8 @@ def test_missing_file_field_and_oversized_uploads(bundle):
 
 
 def test_long_audio_is_scored_window_by_window(bundle):
-    with client_for(bundle, window_s=2.0, hop_s=1.0) as client:
+    options = dict(segmentation="windows", window_s=2.0, hop_s=1.0, max_segment_s=2.0)
+    with client_for(bundle, **options) as client:
         body = post_wav(client, wav_bytes(5.5)).json()
     segments = body["segments"]
     assert [(s["start_s"], s["end_s"]) for s in segments] == [

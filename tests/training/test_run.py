@@ -73,6 +73,20 @@ def test_run_writes_fold_metrics_checkpoint_and_report(config_file: Path, capsys
     report = (run_dir / "report.md").read_text()
     assert "| 0 | S01F |" in report and (run_dir / "confusion_student.png").is_file()
     assert "report:" in capsys.readouterr().out
+    # Calibrated on the validation speaker; the card an exported bundle will carry.
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] > 0 and calibration["clips"] == 8
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    assert metrics["calibration_on_test"]["clips"] == 8  # the same T on the test speaker
+    assert "## Calibration of the student" in report and "test (held out)" in report
+    assert (run_dir / "fold_0" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    card = json.loads(
+        (run_dir / "fold_0" / "student" / "checkpoint" / "training_metrics.json").read_text()
+    )
+    assert card["calibration"] == calibration
+    assert card["trained_on"]["corpus"] == "synthetic (espeak-ng)"
+    assert card["trained_on"]["speakers"] == 7 and card["trained_on"]["test_speakers"] == ["S01F"]
+    assert "does not recognise emotion in real voices" in card["note"]
 
 
 def test_ablation_and_sweep_reuse_the_teachers(config_file: Path, monkeypatch):
@@ -114,7 +128,9 @@ def test_other_encoder_families_train_and_export(config_file: Path, tmp_path: Pa
     assert json.loads((checkpoint / "config.json").read_text())["model_type"] == encoder
     quick = ExportOptions(reference_clips=4, invariance_clips=4, agreement_clips=16)
     metadata = export_bundle(checkpoint, tmp_path / "bundle", quick)
-    assert metadata.source["encoder"] == encoder
+    assert metadata.source["encoder"] == encoder and metadata.calibration is not None
+    assert metadata.trained_on is not None and metadata.trained_on.utterances > 0
+    assert "/" not in metadata.source["checkpoint"]  # no path of the machine that built it
     assert metadata.parity["fp32_batched_vs_alone"]["max_abs_probability"] <= 1e-4
     answer = load(tmp_path / "bundle", device="cpu").predict(np.zeros(16_000, np.float32))
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -1,0 +1,203 @@
+"""Bulk scoring against the engine alone: how much of the model's throughput reaches a table.
+
+    python bench/bulk.py [--model models/demo/bundle] [--base models/bench/base_bundle]
+                         [--files 60] [--long-run-files 600] [--min-s 2] [--max-s 8]
+                         [--workers 0] [--repeats 3] [--out docs/bench/bulk.json]
+
+Writes `--files` WAVs of `--min-s` to `--max-s` seconds (seeded), then, for each bundle on
+the CPU: the bulk scorer (`emodistill.bulk.score_files`: worker processes decoding, chunks,
+`predict_many`, the journal, the Parquet written at the end, the pool's start included)
+against the engine alone (the same runtime backend's `infer` on the same decoded windows, in
+the very batches the bulk run sent it, recorded in a first run). Both are timed in
+alternation (bench/timing.py), median of `--repeats`; the ratio is bulk audio-s/s over
+engine audio-s/s (the goal: ≥ 85 %). What limits it: the bulk run's time before its first
+chunk reaches the model (the workers' start); the CPU decoding costs per audio-second, and
+so the most the cores can do when decoding and the engine share them (`cpu_ceiling`); and
+the demo bundle again on `--long-run-files` files, where the start weighs less. Prints a
+table and writes JSON. `make demo` builds the demo bundle; bench/base_bundle.py the base one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import soundfile as sf
+from timing import timed_together  # bench/ is this script's folder
+
+import emodistill
+from emodistill.audio_input import AudioLimits
+from emodistill.bulk import BulkOptions, default_workers, score_files
+from emodistill.bulk_decode import decode_file, decoded_chunks
+
+if TYPE_CHECKING:  # not imported at run time: the spawned workers import this script again
+    from emodistill.recognizer import Recognizer
+    from emodistill.runtime import OnnxBackend
+
+FILE_RATE_HZ = 16_000  # the corpora's rate (IEMOCAP): no resampling, decoding at its cheapest
+
+
+class RecordingBackend:
+    """The backend, keeping every batch it is given: the engine's workload, exactly."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.metadata = backend.metadata
+        self.labels = backend.labels
+        self.provider = backend.provider
+        self.batches: list[list[np.ndarray]] = []
+
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+        self.batches.append(list(clips))
+        return np.asarray(self.backend.infer(clips))
+
+
+def write_corpus(folder: Path, files: int, min_s: float, max_s: float) -> tuple[list[str], float]:
+    """(paths, total seconds): tones with noise, lengths uniform in [min_s, max_s]."""
+    rng = np.random.default_rng(0)
+    paths, total_s = [], 0.0
+    for i, seconds in enumerate(rng.uniform(min_s, max_s, files)):
+        n = int(seconds * FILE_RATE_HZ)
+        t = np.arange(n) / FILE_RATE_HZ
+        samples = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.05 * rng.normal(size=n)
+        path = folder / f"clip{i:03d}.wav"
+        sf.write(str(path), samples.astype(np.float32), FILE_RATE_HZ, subtype="PCM_16")
+        paths.append(str(path))
+        total_s += n / FILE_RATE_HZ
+    return paths, total_s
+
+
+def first_chunk_s(rec: Recognizer, paths: list[str], workers: int) -> float:
+    """Seconds until the first decoded chunk is ready: the workers' start and first files."""
+    rate_hz = rec.backend.metadata.sample_rate_hz
+    limits = AudioLimits(rate_hz, rec.max_audio_s)
+    start = time.perf_counter()
+    chunks = decoded_chunks(paths, limits, workers, chunk_audio_s=1.0, chunk_files=1)
+    next(chunks)
+    seconds = time.perf_counter() - start
+    chunks.close()
+    return seconds
+
+
+def decode_ms_per_audio_s(rec: Recognizer, paths: list[str], audio_s: float) -> float:
+    """CPU milliseconds one core spends decoding an audio-second (decode_upload, serially)."""
+    limits = AudioLimits(rec.backend.metadata.sample_rate_hz, rec.max_audio_s)
+    start = time.process_time()
+    for path in paths:
+        decode_file(path, limits)
+    return 1000 * (time.process_time() - start) / audio_s
+
+
+def cpu_ceiling(engine_audio_s_per_s: float, decode_ms: float, cores: int) -> float:
+    """audio-s/s at most, when decoding and the engine share `cores` perfectly: each
+    audio-second costs its decoding plus the engine's time on every core."""
+    return cores / (decode_ms / 1000 + cores / engine_audio_s_per_s)
+
+
+def measure(bundle: str, paths: list[str], audio_s: float, workers: int, repeats: int) -> dict:
+    rec = emodistill.load(bundle, device="cpu")
+    recording = RecordingBackend(rec.backend)
+    options = BulkOptions(workers=workers, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.parquet"
+        recorder = dataclasses.replace(rec, backend=cast("OnnxBackend", recording))
+        score_files(recorder, paths, out, options)
+        batches = recording.batches
+
+        def engine() -> None:
+            for batch in batches:
+                rec.backend.infer(batch)
+
+        seconds = timed_together(
+            {"engine": engine, "bulk": lambda: score_files(rec, paths, out, options)}, repeats
+        )
+    start_s = first_chunk_s(rec, paths, workers)
+    decode_ms = decode_ms_per_audio_s(rec, paths, audio_s)
+    ceiling = cpu_ceiling(audio_s / seconds["engine"], decode_ms, default_workers())
+    row = {
+        "bundle": bundle,
+        "files": len(paths),
+        "audio_s": audio_s,
+        "workers": workers,
+        "batches": len(batches),
+        "mean_batch": sum(map(len, batches)) / len(batches),
+        "engine_s": seconds["engine"],
+        "bulk_s": seconds["bulk"],
+        "engine_audio_s_per_s": audio_s / seconds["engine"],
+        "bulk_audio_s_per_s": audio_s / seconds["bulk"],
+        "bulk_files_per_s": len(paths) / seconds["bulk"],
+        "bulk_over_engine": seconds["engine"] / seconds["bulk"],
+        "first_chunk_s": start_s,
+        "decode_ms_per_audio_s": decode_ms,
+        "cpu_ceiling_audio_s_per_s": ceiling,
+    }
+    print(
+        f"{bundle:28} {len(paths):4} files, {audio_s:5.0f} s: "
+        f"engine {row['engine_audio_s_per_s']:7.1f} audio-s/s, "
+        f"bulk {row['bulk_audio_s_per_s']:7.1f} audio-s/s ({row['bulk_files_per_s']:.1f} files/s), "
+        f"bulk/engine {100 * row['bulk_over_engine']:5.1f} %, workers' start {start_s:.2f} s "
+        f"({100 * start_s / seconds['bulk']:.0f} % of the bulk run), decoding "
+        f"{decode_ms:.2f} CPU-ms per audio-s: the cores hold at most {ceiling:.1f} audio-s/s "
+        f"({100 * ceiling * seconds['engine'] / audio_s:.0f} % of the engine)",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", default="models/demo/bundle", help="the demo (tiny) bundle")
+    p.add_argument("--base", default="models/bench/base_bundle", help="a HuBERT-base bundle")
+    p.add_argument("--files", type=int, default=60, help="files in the corpus")
+    p.add_argument("--min-s", type=float, default=2.0, help="shortest file, seconds")
+    p.add_argument("--max-s", type=float, default=8.0, help="longest file, seconds")
+    p.add_argument(
+        "--long-run-files",
+        type=int,
+        default=600,
+        help="files of a second, longer run of the demo bundle alone, where the workers' "
+        "start weighs less (0: none)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: the cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each, after a warm-up")
+    p.add_argument("--out", type=Path, default=Path("docs/bench/bulk.json"))
+    args = p.parse_args()
+    workers = args.workers or default_workers()
+    bundles = [b for b in (args.model, args.base) if b]
+    if missing := [b for b in bundles if not (Path(b) / "bundle.json").is_file()]:
+        sys.exit(f"error: no bundle at {missing}: make demo; python bench/base_bundle.py")
+    runs = [(b, args.files) for b in bundles]
+    if args.model and args.long_run_files:
+        runs.append((args.model, args.long_run_files))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        corpora: dict[int, tuple[list[str], float]] = {}
+        for bundle, files in runs:
+            if files not in corpora:
+                (folder := Path(tmp) / f"{files}_files").mkdir()
+                corpora[files] = write_corpus(folder, files, args.min_s, args.max_s)
+            rows.append(measure(bundle, *corpora[files], workers, args.repeats))
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU provider",
+        "command": " ".join(["python", *sys.argv]),
+        "command_shown": " ".join(["python", *sys.argv]),  # python -m bench writes its own
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":  # the decoding workers (spawned) import this script again
+    main()
