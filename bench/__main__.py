@@ -39,6 +39,7 @@ QUICK: Settings = {
     "base_bundle": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
     "service_base": ("service_load.py", f"--model {BASE_BUNDLE} --requests 64 --repeats 1"),
     "bulk": ("bulk.py", f"--model {{model}} --base {BASE_BUNDLE} --files 30 --long-run-files 300"),
+    "decode": ("decode.py", "--seconds 30 --repeats 3"),
 }
 FULL: Settings = {
     "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8,32 --lengths-s 2,6"),
@@ -51,6 +52,7 @@ FULL: Settings = {
     "base_bundle": ("base_bundle.py", f"--bundle {BASE_BUNDLE}"),
     "service_base": ("service_load.py", f"--model {BASE_BUNDLE} --requests 128 --repeats 2"),
     "bulk": ("bulk.py", f"--model {{model}} --base {BASE_BUNDLE}"),
+    "decode": ("decode.py", "--seconds 30 --repeats 5"),
 }
 # The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and
 # compiled; the base bundle's CUDA parity; the service on CUDA; one training step of the
@@ -75,7 +77,8 @@ def command_for(name: str, script: str, args: str, model: str) -> list[str]:
     if script == "service_load.py":
         args += " " + SERVICE_LEVELS
     words = shlex.split(args.replace("{model}", model))
-    return [sys.executable, f"bench/{script}", *words, "--out", str(OUT / f"{name}.json")]
+    module = f"bench.{Path(script).stem}"  # as a module: the scripts share bench/ code
+    return [sys.executable, "-m", module, *words, "--out", str(OUT / f"{name}.json")]
 
 
 def shown(command: list[str]) -> str:
@@ -370,6 +373,21 @@ def training_table(results: dict[str, tuple[str, dict]], model: str) -> list[str
     return [*lines, "", *(f"`{cmd}`" for cmd, _ in rows), ""]
 
 
+def decode_table(shown_cmd: str, decode: dict) -> list[str]:
+    lines = [
+        f"`{shown_cmd}`: the service's `decode_upload` (container, limits, FFmpeg decode, mono, "
+        "soxr to 16 kHz) on one core, median per audio-second of a speech-like signal.",
+        "",
+        "| format | decoded | kB per audio-s | ms per audio-s |",
+        "|---|---|---|---|",
+    ]
+    for r in decode["rows"]:
+        ok = "yes" if r["decoded_ok"] else "no"
+        kb = r["bytes_per_audio_s"] / 1000
+        lines.append(f"| {r['format']} | {ok} | {kb:.1f} | {r['ms_per_audio_s']:.2f} |")
+    return [*lines, ""]
+
+
 def bulk_table(shown_cmd: str, bulk: dict) -> list[str]:
     lines = [
         f"`{shown_cmd}` ({bulk['machine']}, {bulk['rows'][0]['workers']} decoding workers; "
@@ -478,6 +496,8 @@ def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
     lines += ["## 4. Training on a GPU", "", *training_table(results, model)]
     lines += ["## 5. Bulk scoring", ""]
     lines += bulk_table(*results["bulk"]) if "bulk" in results else ["Pending.", ""]
+    lines += ["## 6. Decoding each format", ""]
+    lines += decode_table(*results["decode"]) if "decode" in results else ["Pending.", ""]
     write_gpu_summary(results)
     path = DOCS / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")

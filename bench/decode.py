@@ -56,6 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.decode")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -64,10 +65,11 @@ def main() -> None:
     for r in rows:
         kb = float(r["bytes_per_audio_s"]) / 1000  # type: ignore[arg-type]
         print(f"{r['format']!s:36s} {r['decoded_ok']!s:>8s} {kb:10.1f} {r['ms_per_audio_s']:10.3f}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     command = f"python -m bench.decode --seconds {args.seconds:g} --repeats {args.repeats}"
-    OUT.write_text(json.dumps({"command": command, "one_core": True, "rows": rows}, indent=2))
-    print(f"wrote {OUT}")
+    record = {"command_shown": command, "one_core": True, "rows": rows}
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

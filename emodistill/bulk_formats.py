@@ -13,6 +13,7 @@ imported only for Parquet.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import itertools
 import json
@@ -35,6 +36,11 @@ class FormatError(ValueError):
 def check_format(path: Path) -> None:
     if path.suffix.lower() not in FORMATS:
         raise FormatError(f"{path}: the output's suffix must be one of {', '.join(FORMATS)}")
+    # pyarrow is the `bulk` extra: the service image has no use for it.
+    if path.suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise FormatError(
+            f"{path}: Parquet needs pyarrow (pip install 'emodistill[bulk]'), or write .csv/.jsonl"
+        )
 
 
 def partial_path(path: Path) -> Path:

@@ -280,7 +280,8 @@ def test_gpu_image_on_auto_serves_fp32_on_the_cpu_and_warns(stack: Stack, speech
 
 
 # Budgets that catch a layer gone wrong (a second CUDA, torch in the service, a cache left in).
-IMAGE_BUDGET_GB = {GPU_IMAGE: 3.5, "emodistill/service:cpu": 0.6, "emodistill/train:cpu": 2.5}
+# Measured with FFmpeg (PyAV) and Silero VAD in: service:cpu 0.56, train:cpu 2.50, GPU 3.16 GB.
+IMAGE_BUDGET_GB = {GPU_IMAGE: 3.5, "emodistill/service:cpu": 0.65, "emodistill/train:cpu": 2.8}
 
 
 def test_images_stay_within_their_size_and_hold_no_torch_in_the_service(stack: Stack):
