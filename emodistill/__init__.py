@@ -2,8 +2,9 @@
 
 - The contract: audio in (`audio`), the model bundle (`bundle`).
 - The runtime: `load(bundle).predict(audio)` (`recognizer`), over the onnxruntime session
-  (`runtime`), decoding and its limits (`audio_input`), windows and aggregation (`scoring`).
-  The service is an HTTP layer over it.
+  (`runtime`), decoding with FFmpeg (`decoder`) and its limits (`audio_input`), speech
+  segments (`segments`), calibrated probabilities and aggregation (`scoring`); bulk scoring
+  (`bulk`, `python -m emodistill score`). The service is an HTTP layer over it.
 
 Nothing here may pull in torch, transformers or openSMILE: `service/` and its image import it.
 `load` and `Recognizer` are imported on first use, so training, which reads the contract,
