@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from tqdm import tqdm
 
 from emodistill.audio_input import AudioInputError, AudioLimits
@@ -83,17 +82,24 @@ class BulkSummary:
         )
 
 
-def _answers(recognizer: Recognizer, clips: list[np.ndarray]) -> list[dict[str, Any] | str]:
-    """Each clip's answer, or why it has none: all batched together, or, when one clip
-    spoils the batch, each alone."""
+def _answers(recognizer: Recognizer, decoded: list[Decoded]) -> list[dict[str, Any] | str]:
+    """Each decoded file's answer, or why it has none: all batched together, or, when one
+    file spoils the batch, each alone. The decoder checked the samples already: they go
+    straight to the recognizer's plans, with the files' own durations."""
+
+    def answer(files: list[Decoded]) -> list[dict[str, Any]]:
+        clips = [d.samples for d in files if d.samples is not None]
+        plans = [recognizer.plan(c) for c in clips]
+        return recognizer.answer(clips, [d.duration_s for d in files], plans)
+
     try:
-        return list(recognizer.predict_many(clips))
+        return list(answer(decoded))
     except FILE_ERRORS:
         pass
     answers: list[dict[str, Any] | str] = []
-    for clip in clips:
+    for d in decoded:
         try:
-            answers.append(recognizer.predict_many([clip])[0])
+            answers.append(answer([d])[0])
         except FILE_ERRORS as err:
             answers.append(str(err))
     return answers
@@ -102,9 +108,9 @@ def _answers(recognizer: Recognizer, clips: list[np.ndarray]) -> list[dict[str, 
 def score_chunk(recognizer: Recognizer, chunk: Sequence[Decoded]) -> list[list[Row]]:
     """Each file's rows (the file row first), in the chunk's order."""
     labels = recognizer.labels
-    clips = {d.path: d.samples for d in chunk if d.samples is not None}
-    answers = _answers(recognizer, list(clips.values())) if clips else []
-    by_path = dict(zip(clips, answers, strict=True))
+    scored = [d for d in chunk if d.samples is not None]
+    answers = _answers(recognizer, scored) if scored else []
+    by_path = dict(zip((d.path for d in scored), answers, strict=True))
     groups = []
     for d in chunk:
         answer = by_path.get(d.path, d.error or "")

@@ -36,7 +36,7 @@ from emodistill.scoring import (
     combine,
     split,
 )
-from emodistill.segments import ClipPlan, SegmentOptions, default_detector, speech_plan
+from emodistill.segments import ClipPlan, SegmentOptions, speech_plan
 
 # A path or URL-free file name, the file's bytes, or float32 mono samples at the bundle's rate.
 Audio = str | Path | bytes | np.ndarray
@@ -75,7 +75,7 @@ class Recognizer:
     def plan(self, samples: np.ndarray) -> ClipPlan:
         """What the model scores in one clip: whole, its utterances, or windows."""
         rate_hz = self.backend.metadata.sample_rate_hz
-        return speech_plan(samples, rate_hz, self.segment_options, default_detector())
+        return speech_plan(samples, rate_hz, self.segment_options)
 
     def answer(
         self, clips: list[np.ndarray], durations_s: list[float], plans: list[ClipPlan]

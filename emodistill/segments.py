@@ -12,7 +12,6 @@ trained. Torch-free; knows nothing of models or HTTP.
 from __future__ import annotations
 
 import importlib.util
-import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -128,18 +127,11 @@ class SpeechDetector:
         return speech_regions(self.probabilities(samples), len(samples))
 
 
-_lock = threading.Lock()
-
-
 @cache
-def _detector() -> SpeechDetector:
-    return SpeechDetector()
-
-
 def default_detector() -> SpeechDetector:
-    """The process's detector, created on first use (about 20 ms)."""
-    with _lock:
-        return _detector()
+    """The process's detector, created on first use (about 20 ms; two threads racing to
+    create it waste one, nothing more)."""
+    return SpeechDetector()
 
 
 def speech_regions(probs: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
@@ -204,15 +196,19 @@ def utterances(
 
 
 def speech_plan(
-    samples: np.ndarray, rate_hz: int, options: SegmentOptions, detector: SpeechDetector
+    samples: np.ndarray,
+    rate_hz: int,
+    options: SegmentOptions,
+    detector: SpeechDetector | None = None,
 ) -> ClipPlan:
-    """The spans to score for one clip at `rate_hz` (= VAD_RATE_HZ), per `options`."""
+    """The spans to score for one clip at `rate_hz` (= VAD_RATE_HZ), per `options`. The
+    detector (default: the process's) is touched only for audio longer than max_segment_s."""
     n = len(samples)
     if options.mode == "windows" or n <= options.max_segment_s * rate_hz:
         return window_plan(n, rate_hz, options.window_s, options.hop_s)
     if rate_hz != VAD_RATE_HZ:
         raise ValueError(f"speech detection runs at {VAD_RATE_HZ} Hz, not {rate_hz}")
-    regions = detector.regions(samples)
+    regions = (detector or default_detector()).regions(samples)
     speech_s = sum(b - a for a, b in regions) / rate_hz
     if not regions:  # nothing that sounds like speech: score it all rather than nothing
         plan = window_plan(n, rate_hz, options.window_s, options.hop_s)

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from emodistill.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
 from emodistill.bundle import BundleMetadata, model_card
 from emodistill.scoring import NonFiniteAnswerError, score_clips, window_plans
-from emodistill.segments import ClipPlan, default_detector, speech_plan
+from emodistill.segments import ClipPlan, speech_plan
 
 from . import __version__
 from .app import ServiceState
@@ -244,7 +244,7 @@ def _decode_and_plan(
     runs here, off the event loop)."""
     decoded = decode_upload(data, limits, content_type)
     options = settings.segment_options
-    plan = speech_plan(decoded.samples, limits.sample_rate_hz, options, default_detector())
+    plan = speech_plan(decoded.samples, limits.sample_rate_hz, options)
     return decoded, plan
 
 
