@@ -1,8 +1,9 @@
-"""Bulk scoring against the engine alone: how much of the model's throughput reaches a table.
+"""Bulk scoring against the engine alone: how much of the model's throughput reaches a table,
+in this process and on Ray Data.
 
-    python bench/bulk.py [--model models/demo/bundle] [--base models/bench/base_bundle]
+    python -m bench.bulk [--model models/demo/bundle] [--base models/bench/base_bundle]
                          [--files 60] [--long-run-files 600] [--min-s 2] [--max-s 8]
-                         [--workers 0] [--repeats 3] [--out docs/bench/bulk.json]
+                         [--workers 0] [--repeats 3] [--no-ray] [--out docs/bench/bulk.json]
 
 Writes `--files` WAVs of `--min-s` to `--max-s` seconds (seeded), then, for each bundle on
 the CPU: the bulk scorer (`emodistill.bulk.score_files`: worker processes decoding, chunks,
@@ -13,28 +14,36 @@ alternation (bench/timing.py), median of `--repeats`; the ratio is bulk audio-s/
 engine audio-s/s (the goal: ≥ 85 %). What limits it: the bulk run's time before its first
 chunk reaches the model (the workers' start); the CPU decoding costs per audio-second, and
 so the most the cores can do when decoding and the engine share them (`cpu_ceiling`); and
-the demo bundle again on `--long-run-files` files, where the start weighs less. Prints a
-table and writes JSON. `make demo` builds the demo bundle; bench/base_bundle.py the base one.
+the demo bundle again on `--long-run-files` files, where the start weighs less.
+
+Ray: the same files through `emodistill.bulk_ray.score_files_ray` on a local Ray of this
+machine's cores (started once: `ray_start_s`), timed in alternation with the other two. Each
+run pays its own fixed cost (the model actor's start and model load, the pipeline's
+scheduling, the dataset read back): `ray_fixed_s` is a run of one file. `ray_over_bulk` is
+Ray's audio-s/s over the embedded scorer's. Prints a table and writes JSON. `make demo`
+builds the demo bundle; bench/base_bundle.py the base one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import soundfile as sf
-from timing import timed_together  # bench/ is this script's folder
 
 import emodistill
+from bench.timing import timed, timed_together
 from emodistill.audio_input import AudioLimits
 from emodistill.bulk import BulkOptions, default_workers, score_files
 from emodistill.bulk_decode import decode_file, decoded_chunks
@@ -103,7 +112,18 @@ def cpu_ceiling(engine_audio_s_per_s: float, decode_ms: float, cores: int) -> fl
     return cores / (decode_ms / 1000 + cores / engine_audio_s_per_s)
 
 
-def measure(bundle: str, paths: list[str], audio_s: float, workers: int, repeats: int) -> dict:
+def ray_run(bundle: str, paths: list[str], out: Path) -> Callable[[], object]:
+    """A Ray Data run over `paths` into the folder `out` (written anew each time). Ray is
+    imported where it runs: the spawned decoding workers import this module again."""
+    from emodistill.bulk_ray import RayOptions, score_files_ray
+
+    options = RayOptions(device="cpu", progress=False)
+    return lambda: score_files_ray(paths, bundle, str(out), options)
+
+
+def measure(
+    bundle: str, paths: list[str], audio_s: float, workers: int, repeats: int, ray: bool
+) -> dict:
     rec = emodistill.load(bundle, device="cpu")
     recording = RecordingBackend(rec.backend)
     options = BulkOptions(workers=workers, progress=False)
@@ -117,13 +137,20 @@ def measure(bundle: str, paths: list[str], audio_s: float, workers: int, repeats
             for batch in batches:
                 rec.backend.infer(batch)
 
-        seconds = timed_together(
-            {"engine": engine, "bulk": lambda: score_files(rec, paths, out, options)}, repeats
+        runs: dict[str, Callable[[], object]] = {
+            "engine": engine,
+            "bulk": lambda: score_files(rec, paths, out, options),
+        }
+        if ray:
+            runs["ray"] = ray_run(bundle, paths, Path(tmp) / "ray.parquet")
+        seconds = timed_together(runs, repeats)
+        ray_fixed_s = (
+            timed(ray_run(bundle, paths[:1], Path(tmp) / "one.parquet"), repeats) if ray else None
         )
     start_s = first_chunk_s(rec, paths, workers)
     decode_ms = decode_ms_per_audio_s(rec, paths, audio_s)
     ceiling = cpu_ceiling(audio_s / seconds["engine"], decode_ms, default_workers())
-    row = {
+    row: dict[str, Any] = {
         "bundle": bundle,
         "files": len(paths),
         "audio_s": audio_s,
@@ -150,7 +177,32 @@ def measure(bundle: str, paths: list[str], audio_s: float, workers: int, repeats
         f"({100 * ceiling * seconds['engine'] / audio_s:.0f} % of the engine)",
         flush=True,
     )
+    if ray:
+        row |= {
+            "ray_s": seconds["ray"],
+            "ray_audio_s_per_s": audio_s / seconds["ray"],
+            "ray_files_per_s": len(paths) / seconds["ray"],
+            "ray_over_bulk": seconds["bulk"] / seconds["ray"],
+            "ray_fixed_s": ray_fixed_s,
+        }
+        print(
+            f"{'':28} ray {row['ray_audio_s_per_s']:7.1f} audio-s/s "
+            f"({row['ray_files_per_s']:.1f} files/s), ray/bulk "
+            f"{100 * row['ray_over_bulk']:5.1f} %, a run of one file {ray_fixed_s:.2f} s",
+            flush=True,
+        )
     return row
+
+
+def start_ray() -> float:
+    """Seconds to start a local Ray of this machine's cores (once for every run)."""
+    from emodistill.bulk_ray import connect
+
+    start = time.perf_counter()
+    connect(None, quiet=True)
+    seconds = time.perf_counter() - start
+    print(f"a local Ray started in {seconds:.1f} s", flush=True)
+    return seconds
 
 
 def main() -> None:
@@ -171,12 +223,19 @@ def main() -> None:
     )
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: the cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each, after a warm-up")
+    p.add_argument(
+        "--no-ray", action="store_true", help="leave out the Ray Data path (the `ray` extra)"
+    )
     p.add_argument("--out", type=Path, default=Path("docs/bench/bulk.json"))
     args = p.parse_args()
     workers = args.workers or default_workers()
     bundles = [b for b in (args.model, args.base) if b]
     if missing := [b for b in bundles if not (Path(b) / "bundle.json").is_file()]:
         sys.exit(f"error: no bundle at {missing}: make demo; python bench/base_bundle.py")
+    ray = not args.no_ray
+    if ray and importlib.util.find_spec("ray") is None:
+        sys.exit("error: Ray is not installed (pip install 'emodistill[ray]'), or pass --no-ray")
+    ray_start_s = start_ray() if ray else None
     runs = [(b, args.files) for b in bundles]
     if args.model and args.long_run_files:
         runs.append((args.model, args.long_run_files))
@@ -187,12 +246,15 @@ def main() -> None:
             if files not in corpora:
                 (folder := Path(tmp) / f"{files}_files").mkdir()
                 corpora[files] = write_corpus(folder, files, args.min_s, args.max_s)
-            rows.append(measure(bundle, *corpora[files], workers, args.repeats))
+            rows.append(measure(bundle, *corpora[files], workers, args.repeats, ray))
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU provider",
-        "command": " ".join(["python", *sys.argv]),
-        "command_shown": " ".join(["python", *sys.argv]),  # python -m bench writes its own
+        "command": " ".join(["python -m bench.bulk", *sys.argv[1:]]),
+        "command_shown": " ".join(
+            ["python -m bench.bulk", *sys.argv[1:]]
+        ),  # python -m bench writes its own
         "repeats": args.repeats,
+        "ray_start_s": ray_start_s,
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from timing import timed_together  # bench/ is this script's folder
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -39,6 +38,7 @@ from transformers import (
     WhisperForConditionalGeneration,
 )
 
+from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session

@@ -23,13 +23,14 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS  # bench/ is this script's folder
-from timing import timed_together
 
+from bench.ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS
+from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session
@@ -131,7 +132,7 @@ def main() -> None:
                     {name: partial(run, values, mask) for name, run in runs.items()}, args.repeats
                 )
                 for name, wall in walls.items():
-                    row = {
+                    row: dict[str, Any] = {
                         "engine": name,
                         "clip_s": seconds,
                         "batch": batch,

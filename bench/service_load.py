@@ -38,8 +38,8 @@ import aiohttp
 import httpx
 import numpy as np
 import soundfile as sf
-from timing import timed  # bench/ is this script's folder
 
+from bench.timing import timed
 from emodistill.runtime import OnnxBackend
 from export.parity import probe_clips
 
@@ -64,16 +64,37 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the process and its children."""
+    total = 0.0
+    for p in process_tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a multi-process service's workers and model process)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for path in Path("/proc").glob(f"{pids[i]}/task/*/children"):
+            pids += [int(child) for child in path.read_text().split()]
+        i += 1
+    return pids
+
+
+def own_cpu_s(pid: int) -> float:
+    """User + system CPU seconds one process has used so far (all its threads); 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the service has used so far: the process and all its children."""
+    return sum(own_cpu_s(p) for p in process_tree(pid))
 
 
 def gpu_mb(pid: int) -> float | None:
@@ -92,11 +113,14 @@ def gpu_mb(pid: int) -> float | None:
     return None
 
 
-def start_service(model: str, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
+def start_service(
+    model: str, extra: list[str], module: str = "service"
+) -> tuple[subprocess.Popen, str, float]:
+    """`python -m MODULE --model MODEL --port P EXTRA...` -> (process, URL, seconds to ready)."""
     port = free_port()
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model", model, "--port", str(port), *extra],
+        [sys.executable, "-m", module, "--model", model, "--port", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -115,12 +139,14 @@ def start_service(model: str, extra: list[str]) -> tuple[subprocess.Popen, str, 
     raise RuntimeError("the service was not ready within 300 s")
 
 
-async def fire(url: str, body: bytes, total: int, concurrency: int) -> tuple[float, list[float]]:
+async def fire(
+    url: str, body: bytes, total: int, concurrency: int, content_type: str = "audio/wav"
+) -> tuple[float, list[float]]:
     """`total` POSTs from `concurrency` clients, each on its own kept-alive connection:
     (wall seconds, latency of each request in seconds). Raises on any non-200 answer."""
     latencies: list[float] = []
     left = total
-    headers = {"content-type": "audio/wav"}
+    headers = {"content-type": content_type}
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -154,18 +180,27 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 
 def measure_level(
-    url: str, pid: int, body: bytes, concurrency: int, requests: int, repeats: int
+    url: str,
+    pid: int,
+    body: bytes,
+    concurrency: int,
+    requests: int,
+    repeats: int,
+    content_type: str = "audio/wav",
 ) -> dict:
     """One concurrency level: a warm-up burst, then `repeats` rounds of `requests`."""
     requests = max(requests, 2 * concurrency)
-    asyncio.run(fire(url, body, min(requests, 4 * concurrency), concurrency))
-    before_calls, before_cpu = batch_totals(url), cpu_s(pid)
+    asyncio.run(fire(url, body, min(requests, 4 * concurrency), concurrency, content_type))
+    before_calls = batch_totals(url)
+    before_cpu = {p: own_cpu_s(p) for p in process_tree(pid)}
     rates, latencies = [], []
     for _ in range(repeats):
-        wall, times = asyncio.run(fire(url, body, requests, concurrency))
+        wall, times = asyncio.run(fire(url, body, requests, concurrency, content_type))
         rates.append(requests / wall)
         latencies += times
-    service_cpu = cpu_s(pid) - before_cpu
+    after_cpu = {p: own_cpu_s(p) for p in process_tree(pid)}
+    by_pid = {p: after_cpu[p] - before_cpu.get(p, 0.0) for p in after_cpu}
+    service_cpu = sum(by_pid.values())
     after_calls = batch_totals(url)
     calls = after_calls[1] - before_calls[1]
     return {
@@ -176,6 +211,10 @@ def measure_level(
         "p95_ms": 1000 * float(np.percentile(latencies, 95)),
         "p99_ms": 1000 * float(np.percentile(latencies, 99)),
         "service_cpu_ms_per_request": 1000 * service_cpu / (requests * repeats),
+        # Each of the service's processes (the supervisor first, then its children by pid).
+        "cpu_ms_per_request_by_pid": {
+            str(p): 1000 * v / (requests * repeats) for p, v in sorted(by_pid.items())
+        },
         "mean_batch_size": (after_calls[0] - before_calls[0]) / calls if calls else math.nan,
     }
 

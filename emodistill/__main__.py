@@ -1,5 +1,6 @@
-"""`python -m emodistill score INPUT... --model BUNDLE --out FILE`: score many files into one
-table; see emodistill/bulk.py and README.md, "Bulk scoring".
+"""`python -m emodistill score INPUT... --model BUNDLE --out FILE [--ray [ADDRESS]]`: score many
+files into one table, in this process (emodistill/bulk.py) or on a Ray cluster
+(emodistill/bulk_ray.py); see README.md, "Bulk scoring".
 
 Imports nothing heavy at the top: the decoding workers (spawned) import this module again.
 """
@@ -31,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--out",
         required=True,
-        type=Path,
-        help="the output; its suffix names the format: .parquet, .csv or .jsonl",
+        help="the output; its suffix names the format: .parquet, .csv or .jsonl; with --ray, "
+        "a folder of Parquet parts (*.parquet; local, or s3:// or gs://)",
     )
     score.add_argument(
         "--resume",
@@ -67,7 +68,54 @@ def parser() -> argparse.ArgumentParser:
         "memory and loses more work to a kill (default: 8 full batches, 512 s)",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = score.add_argument_group("Ray", "the same scorer as a Ray Data pipeline")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="decode in Ray tasks and score in Ray actors; ADDRESS: the cluster's (host:6379, "
+        "ray://host:10001); alone: RAY_ADDRESS (set by `ray job submit`), else a local Ray "
+        "started for this run",
+    )
+    ray.add_argument(
+        "--ray-actors",
+        type=int,
+        default=0,
+        help="model actors (default: one per GPU of the cluster with GPUs, else one per node); "
+        "each loads the model once and holds a GPU on a GPU cluster",
+    )
+    ray.add_argument(
+        "--ray-batch-files",
+        type=int,
+        default=0,
+        help="files an actor scores at once, their windows batched by length (default: 64); "
+        "more groups lengths better and holds more memory",
+    )
     return p
+
+
+def score_ray(args: argparse.Namespace, paths: list[str]) -> None:
+    from emodistill.bulk_ray import RayOptions, check_output, connect, score_files_ray
+
+    if args.workers or args.chunk_audio_s:
+        sys.exit("error: --workers and --chunk-audio-s are for runs without --ray")
+    if args.ray_actors < 0 or args.ray_batch_files < 0:
+        sys.exit("error: --ray-actors and --ray-batch-files cannot be negative")
+    check_output(args.out)  # before the minutes a cluster may take to connect
+    options = RayOptions(
+        args.ray_actors,
+        args.ray_batch_files,
+        args.device,
+        args.int8,
+        args.max_audio_s,
+        args.resume,
+        not args.quiet,
+    )
+    connect(args.ray or None, args.quiet)
+    summary = score_files_ray(paths, str(args.model), args.out, options)
+    print(summary.line(args.out))
 
 
 def main() -> None:
@@ -75,7 +123,7 @@ def main() -> None:
     import emodistill
     from emodistill.bulk import BulkOptions, score_files
     from emodistill.bulk_formats import FormatError, check_format
-    from emodistill.bulk_inputs import InputError, expand_inputs
+    from emodistill.bulk_inputs import InputError, expand_inputs, is_uri
     from emodistill.bulk_journal import ResumeError
     from emodistill.bundle import BundleError
     from emodistill.gpu import CudaUnavailable
@@ -84,18 +132,24 @@ def main() -> None:
         sys.exit("error: --workers and --chunk-audio-s cannot be negative")
     options = {} if args.max_audio_s is None else {"max_audio_s": args.max_audio_s}
     try:
-        check_format(args.out)
+        out = Path(args.out)
+        if args.ray is None and is_uri(args.out):
+            raise FormatError(f"{args.out}: an object-store output needs --ray")
+        if args.ray is None:
+            check_format(out)
         paths = expand_inputs(args.inputs)
+        if args.ray is not None:
+            return score_ray(args, paths)
         recognizer = emodistill.load(args.model, args.device, args.int8, **options)
         bulk = BulkOptions(args.workers, args.chunk_audio_s, args.resume, not args.quiet)
-        summary = score_files(recognizer, paths, args.out, bulk)
+        summary = score_files(recognizer, paths, out, bulk)
     except (InputError, FormatError, ResumeError, BundleError) as err:
         sys.exit(f"error: {err}")
     except CudaUnavailable as err:
         sys.exit(f"error: device={args.device}, but CUDA is unavailable: {err}")
     except KeyboardInterrupt:
         sys.exit(f"interrupted: add --resume to the same command to go on from {args.out}")
-    print(summary.line(args.out))
+    print(summary.line(out))
 
 
 if __name__ == "__main__":  # spawned workers import this module as __mp_main__

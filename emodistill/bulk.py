@@ -74,7 +74,7 @@ class BulkSummary:
     def audio_s_per_s(self) -> float:
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
-    def line(self, output: Path) -> str:
+    def line(self, output: Path | str) -> str:
         return (
             f"{self.files} files ({self.errors} errors, {self.skipped} already done) in "
             f"{self.wall_s:.1f} s: {self.files_per_s:.2f} files/s, "

@@ -27,12 +27,12 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import numpy as np
 
 from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.bulk_inputs import InputError, read_input
 
 # Files in the workers at once, per worker: enough that none waits for the next file.
 FILES_IN_FLIGHT_PER_WORKER = 2
@@ -56,10 +56,11 @@ class Decoded:
 
 
 def decode_file(path: str, limits: AudioLimits) -> Decoded:
-    """Decode one file as the service decodes an upload (runs in a worker process)."""
+    """Decode one file (a path or URI) as the service decodes an upload (in a worker process,
+    or a Ray task: emodistill/bulk_ray.py)."""
     try:
-        out = decode_upload(Path(path).read_bytes(), limits)
-    except AudioInputError as err:
+        out = decode_upload(read_input(path), limits)
+    except (AudioInputError, InputError) as err:  # InputError: a URI of no known filesystem
         return Decoded(path, None, 0.0, str(err))
     except FileNotFoundError:
         return Decoded(path, None, 0.0, "no such file")

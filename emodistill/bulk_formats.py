@@ -48,7 +48,8 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def _arrow_schema(names: Sequence[str]) -> Any:
+def arrow_schema(names: Sequence[str]) -> Any:
+    """The output's Arrow types: text or float64 (pyarrow.Schema)."""
     import pyarrow as pa
 
     return pa.schema(
@@ -60,7 +61,7 @@ def _write_parquet(f: Any, names: Sequence[str], rows: Iterator[Row]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _arrow_schema(names)
+    schema = arrow_schema(names)
     with pq.ParquetWriter(f, schema) as writer:
         while batch := list(itertools.islice(rows, BATCH_ROWS)):
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))

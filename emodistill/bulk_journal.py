@@ -44,7 +44,7 @@ class JournalState:
     done: set[str] = field(default_factory=set)
 
 
-def _check_columns(where: Path, found: Sequence[str], names: Sequence[str]) -> None:
+def check_columns(where: Path | str, found: Sequence[str], names: Sequence[str]) -> None:
     if list(found) != list(names):
         raise ResumeError(
             f"{where} has the columns {list(found)}, this model's output has {list(names)}: "
@@ -81,7 +81,7 @@ class Journal:
                 except ValueError:
                     break  # garbled (a power cut): this file and any later are done again
                 if state is None:
-                    _check_columns(self.path, entry["columns"], names)
+                    check_columns(self.path, entry["columns"], names)
                     state = JournalState(keep_output=bool(entry["keep_output"]))
                 else:
                     state.done.add(entry[0][PATH])
@@ -111,7 +111,7 @@ def output_done(output: Path, names: Sequence[str]) -> set[str]:
     """The files an existing output holds (those with a file row); empty if there is none."""
     if not output.exists():
         return set()
-    _check_columns(output, output_columns(output), names)
+    check_columns(output, output_columns(output), names)
     return {r[PATH] for r in read_rows(output, [PATH, KIND]) if r[KIND] == FILE}
 
 

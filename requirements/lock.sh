@@ -68,8 +68,8 @@ compile() {  # compile NAME cpu|gpu TORCH(with|without|none) TARGET... -- EXTRA.
         --custom-compile-command "make lock" -o "requirements/$name.txt"
 }
 
-compile dev cpu without "${any_target[@]}" -- train export serve cpu dev bench bulk
-compile dev-gpu gpu with "${image_target[@]}" -- train export serve gpu dev bench bulk
+compile dev cpu without "${any_target[@]}" -- train export serve cpu dev bench bulk ray
+compile dev-gpu gpu with "${image_target[@]}" -- train export serve gpu dev bench bulk ray
 compile train cpu without "${image_target[@]}" -- train export cpu
 compile serve-cpu cpu none "${image_target[@]}" -- serve cpu
 compile serve-gpu gpu none "${image_target[@]}" -- serve gpu

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,22 +23,35 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from emodistill.bundle import BundleMetadata
 from emodistill.runtime import OnnxBackend
 
 from . import __version__
-from .batcher import Batcher, BatcherConfig
-from .metrics import ServiceMetrics
+from .batcher import Batcher
+from .metrics import ServiceMetrics, model_labels
+from .model_client import ModelClient
+from .model_process import BackendFactory, batcher_config, warm_up
 from .settings import Settings
 
 log = logging.getLogger("emodistill.service")
 T = TypeVar("T")
 
 
+class ServedModel(Protocol):
+    """What the routes read of the model: the backend in one process, a ModelClient in a
+    worker of several."""
+
+    metadata: BundleMetadata
+    provider: str
+    model_file: Path
+
+
 @dataclass
 class ServiceState:
     settings: Settings
-    backend: OnnxBackend | None = None
-    batcher: Batcher | None = None
+    backend: ServedModel | None = None
+    # The batcher in one process; the model process's client in a worker of several.
+    batcher: Batcher | ModelClient | None = None
     metrics: ServiceMetrics | None = None
     # Decoding, resampling and request parsing, off the event loop (settings.decode_workers).
     workers: ThreadPoolExecutor | None = None
@@ -51,14 +64,21 @@ class ServiceState:
     terminating: bool = False
     started_s: float = field(default_factory=time.perf_counter)
 
+    @property
+    def model_reachable(self) -> bool:
+        """False once a worker's model process is gone (its requests then get 503)."""
+        return not isinstance(self.batcher, ModelClient) or self.batcher.connected
+
     # Typed views for the routes, which run only after start-up has set every part.
     @property
-    def model(self) -> OnnxBackend:
+    def model(self) -> ServedModel:
         return _started(self.backend)
 
     @property
-    def queue(self) -> Batcher:
-        return _started(self.batcher)
+    def queue(self) -> Batcher | ModelClient:
+        if self.batcher is None:
+            raise RuntimeError("the service has not started: start-up (lifespan) sets this")
+        return self.batcher
 
     @property
     def meter(self) -> ServiceMetrics:
@@ -162,53 +182,66 @@ class RequestMetrics:
             self.state.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
+async def _start_in_process(
+    state: ServiceState, backend_factory: BackendFactory, multiprocess: bool
+) -> None:
+    """The model and its batcher live in this process (one process, or layout=replicas)."""
+    settings = state.settings
+    backend = backend_factory(settings.model, settings.device, settings.int8)
+    state.backend = backend
+    metrics = state.metrics = ServiceMetrics(model_labels(backend), multiprocess)
+
+    def on_batch(*batch: Any) -> None:
+        metrics.on_batch(*batch)
+        if multiprocess:  # no gauge callbacks there: the depth is written after each batch
+            metrics.queue_depth.set(batcher.queue_depth)
+
+    config = batcher_config(settings, backend.metadata.sample_rate_hz)
+    batcher = Batcher(backend, config, on_batch=on_batch)
+    state.batcher = batcher
+    if not multiprocess:
+        metrics.track_queue(lambda: batcher.queue_depth)
+    await batcher.start()
+    await asyncio.get_running_loop().run_in_executor(None, warm_up, backend, settings)
+
+
+async def _start_worker(state: ServiceState, model_socket: str) -> None:
+    """One of several HTTP workers: the model and its batcher are in the model process."""
+    client = await ModelClient.connect(model_socket)
+    state.backend = state.batcher = client
+    state.metrics = ServiceMetrics(model_labels(client), multiprocess=True)
+
+
 def create_app(
-    settings: Settings, backend_factory: Callable[[Path, str, bool], OnnxBackend] = OnnxBackend
+    settings: Settings,
+    backend_factory: BackendFactory = OnnxBackend,
+    model_socket: str | None = None,
+    multiprocess: bool = False,
 ) -> FastAPI:
-    """The service for `settings`; `backend_factory(bundle, device, int8)` is swappable in tests."""
+    """The service for `settings`; `backend_factory(bundle, device, int8)` is swappable in
+    tests. With `model_socket`, an HTTP worker of a multi-process service: the model answers
+    from the model process listening there (service/processes.py). `multiprocess`: one of
+    several processes, whose metrics are summed (service/metrics.py)."""
     state = ServiceState(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backend = backend_factory(settings.model, settings.device, settings.int8)
-        meta = backend.metadata
-        state.backend = backend
-        state.metrics = ServiceMetrics(
-            {
-                "name": meta.name,
-                "version": meta.version,
-                "provider": backend.provider,
-                "labels": ",".join(meta.labels),
-            }
-        )
-        rate = meta.sample_rate_hz
-        state.batcher = Batcher(
-            backend,
-            BatcherConfig(
-                max_batch_size=settings.max_batch_size,
-                max_batch_samples=int(settings.max_batch_audio_s * rate),
-                max_wait_ms=settings.max_wait_ms,
-                max_queue=settings.max_queue,
-            ),
-            on_batch=state.metrics.on_batch,
-        )
-        state.metrics.track_queue(lambda: state.batcher.queue_depth if state.batcher else 0)
+        if model_socket is None:
+            await _start_in_process(state, backend_factory, multiprocess)
+        else:
+            await _start_worker(state, model_socket)
         state.workers = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         state.upload_slots = asyncio.Semaphore(settings.max_uploads)
-        await state.batcher.start()
-        if settings.warmup:
-            seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
-            took = await asyncio.get_running_loop().run_in_executor(
-                None, backend.warm_up, settings.max_batch_size, seconds
-            )
-            log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
         state.ready = True
         log.info("ready after %.2f s", time.perf_counter() - state.started_s)
         try:
             yield
         finally:
             state.ready = False
-            await state.batcher.stop(drain=True)
+            if isinstance(state.batcher, Batcher):
+                await state.batcher.stop(drain=True)
+            elif state.batcher is not None:
+                await state.batcher.close()  # every answer has come: the requests drained
             state.workers.shutdown(wait=False)
 
     from . import routes  # routes read `app.state.service`

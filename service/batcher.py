@@ -148,6 +148,19 @@ class Batcher:
         they do not fit it now (no clip of them is queued either way), BatcherClosedError, or
         the backend's exception for a batch of theirs.
         """
+        futures = self.enqueue(clips)
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            # The client left, or one clip's batch failed: forget the rest of its clips now
+            # so they are never sent and not counted.
+            self.forget(futures)
+            raise
+
+    def enqueue(self, clips: list[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+        """`submit_many`'s admission alone, for callers that answer from callbacks (the model
+        process): each clip's future. Raises as `submit_many` does before queueing; a clip
+        whose future is cancelled never runs (`forget` also takes it off the queue now)."""
         if self._task is None or self._closing:
             raise BatcherClosedError("batcher is not running")
         arrays = [np.asarray(c, dtype=np.float32) for c in clips]
@@ -161,17 +174,15 @@ class Batcher:
         entries = [_Entry(a, loop.create_future(), loop.time()) for a in arrays]
         self._waiting.extend(entries)
         self._wakeup.set()
-        try:
-            return list(await asyncio.gather(*(e.future for e in entries)))
-        except BaseException:
-            # The client left, or one clip's batch failed: forget the rest of its clips now
-            # so they are never sent and not counted.
-            for entry in entries:
-                if not entry.future.cancel() and not entry.future.cancelled():
-                    entry.future.exception()  # answered just as it left: mark it read
-                if entry in self._waiting:
-                    self._waiting.remove(entry)
-            raise
+        return [e.future for e in entries]
+
+    def forget(self, futures: list[asyncio.Future[np.ndarray]]) -> None:
+        """Cancel these clips: those still waiting leave the queue and never run."""
+        for future in futures:
+            if not future.cancel() and not future.cancelled():
+                future.exception()  # answered just as its caller left: mark it read
+        gone = set(map(id, futures))
+        self._waiting = [e for e in self._waiting if id(e.future) not in gone]
 
     async def stop(self, drain: bool = True) -> None:
         """Refuse new clips; then answer every queued and in-flight clip before returning.

@@ -259,7 +259,7 @@ async def live() -> dict[str, bool]:
 @router.get("/v2/health/ready", summary="The model is loaded and warm")
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
-    is_ready = bool(state.ready) and not state.terminating
+    is_ready = state.ready and not state.terminating and state.model_reachable
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
@@ -272,7 +272,7 @@ async def server_metadata() -> dict[str, Any]:
 async def model_ready(request: Request, name: str) -> JSONResponse:
     _model_or_404(request, name)
     state = _state(request)
-    is_ready = bool(state.ready) and not state.terminating
+    is_ready = state.ready and not state.terminating and state.model_reachable
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
 
 

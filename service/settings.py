@@ -103,6 +103,19 @@ class Settings(BaseSettings):
         "that no upload delays another request (health checks included). About the number "
         "of cores left to the service after the model's.",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="HTTP processes: each parses requests and decodes uploads on its own "
+        "cores. 0: what suits the host (auto_workers). 1: one process, the model in it.",
+    )
+    layout: Literal["shared-model", "replicas"] = Field(
+        "shared-model",
+        description="With several workers: 'shared-model' runs the model in one process that "
+        "every worker feeds (batches as large as one process forms; one copy in memory); "
+        "'replicas' loads a model into each worker (N copies, N smaller batches). "
+        "docs/benchmarks.md compares them.",
+    )
     segmentation: Literal["speech", "windows"] = Field(
         "speech",
         description="How POST /predict cuts audio longer than max_segment_s: 'speech' into "

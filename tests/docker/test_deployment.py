@@ -279,6 +279,35 @@ def test_gpu_image_on_auto_serves_fp32_on_the_cpu_and_warns(stack: Stack, speech
         _run(["docker", "rm", "-f", name], stack.env, 60, check=False)
 
 
+def test_cpu_image_with_two_workers_answers_as_one_and_stops_cleanly(stack: Stack, speech_wav):
+    """The multi-process layout where users run it: read-only root, no capabilities, its run
+    directory (metrics, the model's socket) on the /tmp tmpfs; SIGTERM (docker stop) ends it
+    with 0 after the grace period."""
+    port, name = _free_port(), f"{PROJECT}-workers"
+    cmd = ["docker", "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp"]
+    cmd += ["--cap-drop", "ALL", "-v", f"{stack.bundle}:/models/bundle:ro"]
+    cmd += ["-e", "EMODISTILL_DEVICE=cpu", "-e", "EMODISTILL_WORKERS=2"]
+    cmd += ["-e", "EMODISTILL_SHUTDOWN_GRACE_S=1", "-p", f"127.0.0.1:{port}:8000"]
+    _run([*cmd, "emodistill/service:cpu"], stack.env, 60)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, 120)
+        answers = [_post_wav(url, speech_wav) for _ in range(4)]
+        one = _post_wav(stack.url, speech_wav)  # the compose stack: one process
+        for answer in answers:
+            for k, p in one["probabilities"].items():
+                assert abs(answer["probabilities"][k] - p) <= ANSWER_TOLERANCE
+        metrics = urllib.request.urlopen(f"{url}/metrics").read().decode()
+        assert 'emodistill_requests_total{route="/predict",status="200"} 4.0' in metrics
+        _run(["docker", "stop", "-t", "30", name], stack.env, 60)
+        state = _run(["docker", "inspect", "-f", "{{.State.ExitCode}}", name], stack.env, 30)
+        assert state.stdout.strip() == "0"
+        logs = _run(["docker", "logs", name], stack.env, 30)
+        assert "2 HTTP workers" in logs.stderr and "Traceback" not in logs.stderr
+    finally:
+        _run(["docker", "rm", "-f", name], stack.env, 60, check=False)
+
+
 # Budgets that catch a layer gone wrong (a second CUDA, torch in the service, a cache left in).
 # Measured with FFmpeg (PyAV) and Silero VAD in: service:cpu 0.56, train:cpu 2.50, GPU 3.16 GB.
 IMAGE_BUDGET_GB = {GPU_IMAGE: 3.5, "emodistill/service:cpu": 0.65, "emodistill/train:cpu": 2.8}

@@ -20,6 +20,22 @@ def wav_bytes(seconds: float, rate_hz: int = 16_000, freq_hz: float = 220.0, **k
 
 
 @contextlib.contextmanager
+def posted_then_hung_up(url: str, body: bytes) -> Iterator[None]:
+    """POST /predict `body` as raw HTTP on a socket of its own, which is closed (the client
+    hangs up) when the block ends."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: audio/wav\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        client.sendall(head.encode() + body)
+        yield
+
+
+@contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """`app` under uvicorn on a free loopback port, in a thread, until the block ends: its URL.
     The server is configured as `python -m service` configures it (service/server.py)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from emodistill.bundle import MODEL_FP32, load_bundle
 from emodistill.runtime import OnnxBackend
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import serving, wav_bytes
+from tests.service.conftest import posted_then_hung_up, serving, wav_bytes
 
 LABELS = ["neutral", "angry", "sad", "happy"]
 
@@ -310,14 +309,7 @@ def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
         def depth() -> float:
             return float(metric(http, "emodistill_queue_depth"))
 
-        body = wav_bytes(0.7)
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port))) as client:
-            head = (
-                f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: audio/wav\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            )
-            client.sendall(head.encode() + body)
+        with posted_then_hung_up(url, wav_bytes(0.7)):
             wait_for(lambda: depth() == 1)  # the second clip waits behind the first
         wait_for(lambda: depth() == 0)  # hung up: dropped from the queue
         backend.gate.set()

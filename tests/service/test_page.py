@@ -183,6 +183,10 @@ def test_a_long_dropped_file_shows_its_timeline_and_clicks_seek(page, spoken_min
         arg=[start, end],
         timeout=10_000,
     )
+    # The playhead follows on the player's next time update: wait for it, then compare.
+    page.wait_for_function(
+        "() => parseFloat(document.querySelector('#playhead').style.left) > 0", timeout=10_000
+    )
     state = page.evaluate(
         """() => ({
             t: document.querySelector('#player').currentTime,
