@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,27 +22,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emodistill.bundle import BundleMetadata
 from emodistill.runtime import OnnxBackend
 
 from . import __version__
 from .batcher import Batcher
 from .metrics import ServiceMetrics, model_labels
 from .model_client import ModelClient
-from .model_process import BackendFactory, batcher_config, warm_up
+from .model_process import BackendFactory, ServedModel, batcher_config, warm_up
 from .settings import Settings
 
 log = logging.getLogger("emodistill.service")
 T = TypeVar("T")
-
-
-class ServedModel(Protocol):
-    """What the routes read of the model: the backend in one process, a ModelClient in a
-    worker of several."""
-
-    metadata: BundleMetadata
-    provider: str
-    model_file: Path
 
 
 @dataclass

@@ -14,7 +14,6 @@ multiprocess metrics directory. Knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -35,12 +34,17 @@ from .settings import Settings
 log = logging.getLogger("emodistill.model")
 
 
-class ModelBackend(Protocol):
-    """What serves: emodistill.runtime.OnnxBackend, or the benchmarks' simulated engine."""
+class ServedModel(Protocol):
+    """What the routes read of the model: the backend in one process, a ModelClient in a
+    worker of several."""
 
     metadata: BundleMetadata
     provider: str
     model_file: Path
+
+
+class ModelBackend(ServedModel, Protocol):
+    """What serves: emodistill.runtime.OnnxBackend, or the benchmarks' simulated engine."""
 
     def infer(self, clips: list[np.ndarray]) -> np.ndarray: ...
 
@@ -176,7 +180,6 @@ async def _serve(
     # The supervisor sends SIGTERM once every HTTP worker has drained: nothing is queued then,
     # but whatever is still in flight finishes before the process ends.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, lambda: None)  # Ctrl-C reaches the supervisor
     ready.send(None)
     log.info("model process ready on %s", socket_path)
     await stop.wait()
@@ -196,6 +199,7 @@ def main(
 ) -> None:
     """The model process's entry (spawned by service/processes.py). Sends None on `ready`
     once it serves, or the start-up error's text and exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -204,5 +208,4 @@ def main(
     except (BundleError, CudaUnavailable) as err:
         ready.send(startup_error(settings, err))
         raise SystemExit(1) from err
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(backend, settings, socket_path, ready))
+    asyncio.run(_serve(backend, settings, socket_path, ready))

@@ -20,6 +20,7 @@ Knows nothing of HTTP routes or models beyond the factory it passes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -31,9 +32,14 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from . import model_process
 from .model_process import BackendFactory, startup_error
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("emodistill.service")
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it at import
@@ -102,16 +108,26 @@ def run_worker(
     """An HTTP worker's entry: the app on the shared socket, the model behind model_socket
     (empty: this worker's own model, layout=replicas)."""
     from .app import create_app
-    from .server import GracefulServer, server_config
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings, backend_factory, model_socket or None, multiprocess=True)
+    # uvicorn raises the signal it stopped for again once its shutdown is done: SIGINT
+    # (Ctrl-C, or forwarded by the supervisor) would end a finished worker with a traceback.
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_server(app, settings, [sock])
+
+
+def _run_server(app: FastAPI, settings: Settings, sockets: list[socket.socket] | None) -> None:
+    """uvicorn with every bound of `settings` and the graceful SIGTERM (service/server.py),
+    on `sockets` when given (bound by the supervisor), else on settings.host:port."""
+    from .server import GracefulServer, server_config
+
     server = GracefulServer(
         server_config(app, settings), settings.shutdown_grace_s, app.state.service
     )
-    server.run(sockets=[sock])
+    server.run(sockets=sockets)
 
 
 class Supervisor:
@@ -129,7 +145,7 @@ class Supervisor:
         path = str(self.run_dir / MODEL_SOCKET)
         theirs, ours = self.context.Pipe(duplex=False)
         self.model = self.context.Process(
-            target=_model_main,
+            target=model_process.main,
             args=(self.settings, self.backend_factory, path, ours),
             name="emodistill-model",
         )
@@ -212,13 +228,6 @@ class Supervisor:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _model_main(settings: Settings, factory: BackendFactory, path: str, ready: object) -> None:
-    from . import model_process
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the workers first
-    model_process.main(settings, factory, path, ready)  # type: ignore[arg-type]
-
-
 def serve(settings: Settings, backend_factory: BackendFactory) -> int:
     """The service for `settings` in as many processes as `auto_workers` says; returns the
     exit status. A model that cannot be served ends start-up with one line (SystemExit)."""
@@ -229,7 +238,6 @@ def serve(settings: Settings, backend_factory: BackendFactory) -> int:
     from emodistill.gpu import CudaUnavailable
 
     from .app import create_app
-    from .server import GracefulServer, server_config
 
     # The model is loaded here, before the server, so that a bad bundle or a GPU that cannot
     # be had ends start-up with one line and a non-zero exit rather than a lifespan traceback.
@@ -237,11 +245,7 @@ def serve(settings: Settings, backend_factory: BackendFactory) -> int:
         backend = backend_factory(settings.model, settings.device, settings.int8)
     except (BundleError, CudaUnavailable) as err:
         raise SystemExit(f"error: {startup_error(settings, err)}") from None
-    app = create_app(settings, backend_factory=lambda *_: backend)
-    server = GracefulServer(
-        server_config(app, settings), settings.shutdown_grace_s, app.state.service
-    )
-    server.run()
+    _run_server(create_app(settings, backend_factory=lambda *_: backend), settings, None)
     return 0
 
 

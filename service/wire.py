@@ -110,16 +110,6 @@ class FramedProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
-    """The next frame; raises asyncio.IncompleteReadError at the end of the stream."""
-    header_bytes, payload_bytes = PREFIX.unpack(await reader.readexactly(PREFIX.size))
-    if header_bytes > MAX_HEADER_BYTES or payload_bytes > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"frame too large: {header_bytes} + {payload_bytes} bytes")
-    header = json.loads(await reader.readexactly(header_bytes))
-    payload = await reader.readexactly(payload_bytes) if payload_bytes else b""
-    return header, payload
-
-
 def pack_clips(clips: list[np.ndarray]) -> tuple[list[int], bytes]:
     """float32 [T_i] clips -> (their lengths, their samples back to back)."""
     return [len(c) for c in clips], b"".join(np.asarray(c, SAMPLE).tobytes() for c in clips)
