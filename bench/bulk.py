@@ -27,7 +27,6 @@ builds the demo bundle; bench/base_bundle.py the base one.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -37,20 +36,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 
 import emodistill
 from bench.timing import timed, timed_together
-from emodistill.audio_input import AudioLimits
 from emodistill.bulk import BulkOptions, default_workers, score_files
 from emodistill.bulk_decode import decode_file, decoded_chunks
 
 if TYPE_CHECKING:  # not imported at run time: the spawned workers import this script again
     from emodistill.recognizer import Recognizer
-    from emodistill.runtime import OnnxBackend
 
 FILE_RATE_HZ = 16_000  # the corpora's rate (IEMOCAP): no resampling, decoding at its cheapest
 
@@ -87,8 +84,7 @@ def write_corpus(folder: Path, files: int, min_s: float, max_s: float) -> tuple[
 
 def first_chunk_s(rec: Recognizer, paths: list[str], workers: int) -> float:
     """Seconds until the first decoded chunk is ready: the workers' start and first files."""
-    rate_hz = rec.backend.metadata.sample_rate_hz
-    limits = AudioLimits(rate_hz, rec.max_audio_s)
+    limits = rec.pipeline.limits
     start = time.perf_counter()
     chunks = decoded_chunks(paths, limits, workers, chunk_audio_s=1.0, chunk_files=1)
     next(chunks)
@@ -99,7 +95,7 @@ def first_chunk_s(rec: Recognizer, paths: list[str], workers: int) -> float:
 
 def decode_ms_per_audio_s(rec: Recognizer, paths: list[str], audio_s: float) -> float:
     """CPU milliseconds one core spends decoding an audio-second (decode_upload, serially)."""
-    limits = AudioLimits(rec.backend.metadata.sample_rate_hz, rec.max_audio_s)
+    limits = rec.pipeline.limits
     start = time.process_time()
     for path in paths:
         decode_file(path, limits)
@@ -124,12 +120,14 @@ def ray_run(bundle: str, paths: list[str], out: Path) -> Callable[[], object]:
 def measure(
     bundle: str, paths: list[str], audio_s: float, workers: int, repeats: int, ray: bool
 ) -> dict:
+    from emodistill.recognizer import Recognizer
+
     rec = emodistill.load(bundle, device="cpu")
     recording = RecordingBackend(rec.backend)
     options = BulkOptions(workers=workers, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.parquet"
-        recorder = dataclasses.replace(rec, backend=cast("OnnxBackend", recording))
+        recorder = Recognizer(recording, rec.options)
         score_files(recorder, paths, out, options)
         batches = recording.batches
 

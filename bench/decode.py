@@ -19,14 +19,15 @@ from pathlib import Path
 
 from bench.formats import FORMATS, encode
 from emodistill.audio import SAMPLE_RATE_HZ
-from emodistill.audio_input import AudioLimits, decode_upload
+from emodistill.audio_input import decode_upload
+from emodistill.options import InferenceOptions
 from export.parity import probe_clips
 
 OUT = Path("docs/bench/decode.json")
 
 
 def measure(seconds: float, repeats: int) -> list[dict[str, object]]:
-    limits = AudioLimits(sample_rate_hz=SAMPLE_RATE_HZ, max_duration_s=seconds + 5)
+    limits = InferenceOptions(max_audio_s=seconds + 5).audio_limits(SAMPLE_RATE_HZ)
     rows: list[dict[str, object]] = []
     for fmt in FORMATS:
         voice = probe_clips(1, seconds, seconds, fmt.rate_hz, seed=4)[0]

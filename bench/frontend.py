@@ -117,9 +117,10 @@ def components(wav: bytes, clip_s: float, model: Path) -> dict[str, float]:
     from fastapi.responses import JSONResponse
     from starlette.requests import Request
 
-    from emodistill.audio_input import AudioLimits, decode_upload
-    from emodistill.bundle import load_bundle, model_card
-    from service.routes import Prediction
+    from emodistill.audio_input import decode_upload
+    from emodistill.bundle import load_bundle
+    from emodistill.options import InferenceOptions
+    from emodistill.prediction import ModelCard, Prediction
 
     body = multipart(wav)
     scope = {
@@ -138,7 +139,7 @@ def components(wav: bytes, clip_s: float, model: Path) -> dict[str, float]:
         await form.close()
 
     loop = asyncio.new_event_loop()
-    limits = AudioLimits(sample_rate_hz=16_000, max_duration_s=600.0)
+    limits = InferenceOptions().audio_limits(16_000)
     stereo_44k = soxr.resample(
         np.stack([sf.read(io.BytesIO(wav), dtype="float32")[0]] * 2, 1), 16_000, 44_100
     )
@@ -147,7 +148,7 @@ def components(wav: bytes, clip_s: float, model: Path) -> dict[str, float]:
     answer = {"label": meta.labels[0], "probabilities": probs, "segmentation": "whole"}
 
     def respond() -> None:
-        prediction = Prediction(**answer, duration_s=clip_s, model=model_card(meta))
+        prediction = Prediction(**answer, duration_s=clip_s, model=ModelCard.of(meta))
         JSONResponse(jsonable_encoder(prediction)).render(jsonable_encoder(prediction))
 
     try:

@@ -15,16 +15,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emodistill.decoder import DecodeError, decode_file, open_audio
+from emodistill.decoder import decode_file, open_audio
 
 # HuBERT and every feature extractor here expect 16 kHz; this is the one home of that number.
 SAMPLE_RATE_HZ = 16_000
 
 AudioSource = str | Path | bytes | BinaryIO
-
-
-class AudioDecodeError(ValueError):
-    """The input could not be decoded as audio; the message says why."""
 
 
 def _as_bytes(source: AudioSource) -> bytes:
@@ -47,12 +43,10 @@ def load_audio(source: AudioSource, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.
     """Decode `source` (a path, bytes or a binary file) -> float32 mono [samples] at the rate.
 
     The service's decoder (FFmpeg through `decoder`, every format it reads), without the
-    service's limits: corpus files are trusted. Raises AudioDecodeError when it cannot.
+    service's limits: corpus files are trusted. Raises emodistill.errors.AudioError when it
+    cannot (OSError when the file cannot be read).
     """
-    try:
-        mono, info = decode_file(_as_bytes(source))
-    except (DecodeError, OSError) as err:
-        raise AudioDecodeError(f"cannot decode audio: {err}") from err
+    mono, info = decode_file(_as_bytes(source))
     return resample(mono, info.rate_hz, sample_rate_hz)
 
 
@@ -77,12 +71,9 @@ def pad_batch(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def duration_s(path: str | Path) -> float:
     """Duration of an audio file in seconds: from its header where it says (no decoding),
     else decoded."""
-    try:
-        with open_audio(Path(path).read_bytes()) as reader:
-            if reader.info.duration_s is not None:
-                return reader.info.duration_s
-    except (DecodeError, OSError) as err:
-        raise AudioDecodeError(f"cannot read audio: {err}") from err
+    with open_audio(Path(path).read_bytes()) as reader:
+        if reader.info.duration_s is not None:
+            return reader.info.duration_s
     return len(load_audio(path, SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
 
 

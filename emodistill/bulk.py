@@ -27,21 +27,20 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from emodistill.audio_input import AudioInputError, AudioLimits
 from emodistill.bulk_decode import Decoded, decoded_chunks
 from emodistill.bulk_formats import check_format, partial_path
 from emodistill.bulk_journal import fold, prepare
 from emodistill.bulk_rows import ERROR, Row, answer_rows, columns, error_row
-from emodistill.scoring import NonFiniteAnswerError
+from emodistill.errors import AudioError, NonFiniteAnswerError
 
 if TYPE_CHECKING:
     from emodistill.recognizer import Recognizer
 
-# A chunk holds about this many full batches' audio (Recognizer.max_batch_audio_s each): the
+# A chunk holds about this many full batches' audio (options.max_batch_audio_s each): the
 # length grouping then has enough windows to pad little, and a kill loses little work.
 CHUNK_BATCHES = 8
 # What one file may do wrong at inference; any other error is the model's, and stops the run.
-FILE_ERRORS = (AudioInputError, NonFiniteAnswerError)
+FILE_ERRORS = (AudioError, NonFiniteAnswerError)
 
 
 def default_workers() -> int:
@@ -85,12 +84,14 @@ class BulkSummary:
 def _answers(recognizer: Recognizer, decoded: list[Decoded]) -> list[dict[str, Any] | str]:
     """Each decoded file's answer, or why it has none: all batched together, or, when one
     file spoils the batch, each alone. The decoder checked the samples already: they go
-    straight to the recognizer's plans, with the files' own durations."""
+    straight to the pipeline's plans, with the files' own durations."""
 
     def answer(files: list[Decoded]) -> list[dict[str, Any]]:
-        clips = [d.samples for d in files if d.samples is not None]
-        plans = [recognizer.plan(c) for c in clips]
-        return recognizer.answer(clips, [d.duration_s for d in files], plans)
+        pipeline = recognizer.pipeline
+        prepared = [
+            pipeline.planned(d.samples, d.duration_s) for d in files if d.samples is not None
+        ]
+        return [p.model_dump() for p in recognizer.run(prepared)]
 
     try:
         return list(answer(decoded))
@@ -133,15 +134,14 @@ def score_files(
     # The output and its journal may lie in a folder being scored: they are not inputs.
     own = {os.path.abspath(f) for f in (output, journal.path, partial_path(output))}
     todo = [p for p in paths if p not in done and os.path.abspath(p) not in own]
-    rate_hz = recognizer.backend.metadata.sample_rate_hz
-    limits = AudioLimits(sample_rate_hz=rate_hz, max_duration_s=recognizer.max_audio_s)
-    chunk_audio_s = options.chunk_audio_s or CHUNK_BATCHES * recognizer.max_batch_audio_s
+    inference = recognizer.options
+    chunk_audio_s = options.chunk_audio_s or CHUNK_BATCHES * inference.max_batch_audio_s
     chunks = decoded_chunks(
         todo,
-        limits,
+        recognizer.pipeline.limits,
         workers=options.workers or default_workers(),
         chunk_audio_s=chunk_audio_s,
-        chunk_files=CHUNK_BATCHES * recognizer.max_batch_size,
+        chunk_files=CHUNK_BATCHES * inference.max_batch_size,
     )
     errors, audio_s = 0, 0.0
     bar = tqdm(total=len(todo), unit="file", file=sys.stderr, disable=not options.progress)

@@ -31,8 +31,9 @@ from typing import cast
 
 import numpy as np
 
-from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.audio_input import AudioLimits, decode_upload
 from emodistill.bulk_inputs import InputError, read_input
+from emodistill.errors import AudioError
 
 # Files in the workers at once, per worker: enough that none waits for the next file.
 FILES_IN_FLIGHT_PER_WORKER = 2
@@ -60,7 +61,7 @@ def decode_file(path: str, limits: AudioLimits) -> Decoded:
     or a Ray task: emodistill/bulk_ray.py)."""
     try:
         out = decode_upload(read_input(path), limits)
-    except (AudioInputError, InputError) as err:  # InputError: a URI of no known filesystem
+    except (AudioError, InputError) as err:  # InputError: a URI of no known filesystem
         return Decoded(path, None, 0.0, str(err))
     except FileNotFoundError:
         return Decoded(path, None, 0.0, "no such file")

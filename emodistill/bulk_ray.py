@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emodistill.audio_input import MAX_AUDIO_S, AudioLimits
+from emodistill.audio_input import AudioLimits
 from emodistill.bulk import BulkSummary, score_chunk
 from emodistill.bulk_decode import Decoded, decode_file
 from emodistill.bulk_formats import FormatError, arrow_schema
@@ -47,7 +47,7 @@ from emodistill.bulk_inputs import is_uri, locate
 from emodistill.bulk_journal import check_columns
 from emodistill.bulk_rows import DURATION_S, ERROR, FILE, KIND, PATH, columns
 from emodistill.bundle import read_metadata
-from emodistill.scoring import MAX_BATCH_SIZE
+from emodistill.options import InferenceOptions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,7 +59,7 @@ PART_SUFFIX = ".parquet"
 DECODE_TASK_FILES = 32
 # Files an actor scores at once (`batch_files`): two full model batches of short files, to
 # group by length; 600 s files (the limit) would hold 2.5 GB of samples, no more.
-BATCH_FILES = 2 * MAX_BATCH_SIZE
+BATCH_FILES = 2 * InferenceOptions().max_batch_size
 # CPUs Ray reserves for a decoding task (it runs one file at a time) and for an actor (its
 # onnxruntime threads take what decoding leaves). Not equal: Ray Data fuses a task step into
 # the actor step after it when their resources are equal, and the actor would then decode
@@ -76,7 +76,7 @@ class RayOptions:
     batch_files: int = 0  # files per scoring call; 0: BATCH_FILES
     device: str = "auto"  # auto: GPU actors if the cluster has GPUs; cpu; cuda
     int8: bool = False  # the bundle's int8 model (CPU only)
-    max_audio_s: float | None = None  # longer files are error rows; None: MAX_AUDIO_S
+    max_audio_s: float | None = None  # longer files are error rows; None: InferenceOptions'.
     resume: bool = False  # keep the parts already written, score the other files
     progress: bool = True  # Ray Data's progress bars on stderr
 
@@ -257,13 +257,15 @@ def score_files_ray(
             for handler in logging.getLogger("ray.data").handlers:
                 if isinstance(handler, logging.StreamHandler):
                     handler.setLevel(logging.ERROR)
-        max_audio_s = options.max_audio_s or MAX_AUDIO_S
-        limits = AudioLimits(sample_rate_hz=metadata.sample_rate_hz, max_duration_s=max_audio_s)
+        inference = InferenceOptions(
+            max_audio_s=options.max_audio_s or InferenceOptions().max_audio_s
+        )
+        limits = inference.audio_limits(metadata.sample_rate_hz)
         actors, gpus = _actors_and_gpus(options.device, options.actors)
         items = [{PATH: p, "location": _location(p)} for p in todo]
         # An actor takes whole blocks: a run of few files still needs a block per actor.
         blocks = max(math.ceil(len(items) / DECODE_TASK_FILES), min(len(items), actors))
-        recognizer = {"max_audio_s": max_audio_s}
+        recognizer = {"max_audio_s": inference.max_audio_s}
         (
             ray.data.from_items(items, override_num_blocks=blocks)
             .map_batches(

@@ -138,15 +138,3 @@ def load_bundle(bundle_dir: Path, verify: bool = True) -> BundleMetadata:
     if verify and (problems := checksum_problems(bundle_dir, metadata)):
         raise BundleError(f"bundle {bundle_dir} is corrupt:\n  " + "\n  ".join(problems))
     return metadata
-
-
-def model_card(metadata: BundleMetadata) -> dict[str, Any]:
-    """The `model` block of every answer: which model, what it learned from, whether its
-    probabilities are calibrated, and its note."""
-    return {
-        "name": metadata.name,
-        "version": metadata.version,
-        "calibrated": metadata.calibration is not None,
-        "trained_on": metadata.trained_on.model_dump() if metadata.trained_on else None,
-        "note": metadata.note,
-    }

@@ -6,7 +6,7 @@ demuxers and decoders named here are enabled, so a crafted file cannot reach FFm
 parsers, and no demuxer that opens further files or URLs (HLS, concat) can run. The decoding
 budget (frames × channels) and the duration are enforced while decoding, frame by frame, as
 well as from the header where the container states them: nothing small on the wire decodes
-to something huge. Knows nothing of HTTP or models; `audio_input` maps the errors to statuses.
+to something huge. Raises emodistill.errors' classes; knows nothing of HTTP or models.
 """
 
 from __future__ import annotations
@@ -15,10 +15,20 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import av
 import numpy as np
+
+from emodistill.errors import (
+    AudioError,
+    AudioTooLargeError,
+    AudioTooLongError,
+    BadSamplesError,
+    CorruptAudioError,
+    NotAudioError,
+    UnsupportedCodecError,
+    without_addresses,
+)
 
 # FFmpeg demuxer names ("mov" covers mp4/m4a/3gp, "matroska" covers webm).
 DEMUXERS = ("wav", "w64", "flac", "ogg", "mp3", "mov", "matroska", "aiff", "amr", "aac", "caf")
@@ -57,17 +67,6 @@ WAV_PACKET_BYTES = 8192
 # over, far beyond any recording, and keeps the model's squares and sums well inside float32
 # (samples near ±3e38 made it answer NaN; from about 1e19 up, every clip one fixed answer).
 MAX_ABS_AMPLITUDE = 1000.0
-
-ErrorKind = Literal["not_audio", "corrupt", "unsupported", "too_long", "too_large", "bad_values"]
-
-
-class DecodeError(Exception):
-    """Why the bytes give no usable audio; `kind` sorts the cause (audio_input's statuses)."""
-
-    def __init__(self, kind: ErrorKind, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,11 @@ class AudioReader:
     def read_mono(self, max_samples: int, max_duration_s: float) -> np.ndarray:
         """Every frame of the stream, channels averaged -> float32 [frames] at `info.rate_hz`.
 
-        Raises DecodeError: `too_large` once frames × channels pass `max_samples`, `too_long`
+        Raises AudioTooLargeError once frames × channels pass `max_samples`, AudioTooLongError
         once the decoded length passes `max_duration_s` (both checked per frame, so a stream
-        that lies in its header stops as soon as it goes past), `corrupt` for undecodable or
-        truncated data, `bad_values` for NaN, infinite or far-beyond-full-scale samples.
+        that lies in its header stops as soon as it goes past), CorruptAudioError for
+        undecodable or truncated data, BadSamplesError for NaN, infinite or far-beyond-full-
+        scale samples.
         """
         rate_hz = self.info.rate_hz
         # Each frame's samples as decoded, in runs of one sample format and channel count
@@ -134,26 +134,28 @@ class AudioReader:
         try:
             for frame in self.container.decode(self.stream):
                 if frame.sample_rate != rate_hz:
-                    raise DecodeError("corrupt", "the sample rate changes inside the stream")
+                    raise CorruptAudioError("the sample rate changes inside the stream")
                 channels = max(1, len(frame.layout.channels))
                 decoded_samples += frame.samples * channels
                 frames += frame.samples
                 if decoded_samples > max_samples:
-                    raise DecodeError(
-                        "too_large",
+                    raise AudioTooLargeError(
                         f"audio decodes to more than {max_samples:,} samples over all channels "
                         "(max_decoded_samples): send fewer channels or a lower rate",
                     )
                 if frames / rate_hz > max_duration_s:
-                    raise DecodeError(
-                        "too_long", f"audio is longer than the limit of {max_duration_s:g} s"
+                    raise AudioTooLongError(
+                        f"audio is longer than the limit of {max_duration_s:g} s"
                     )
                 layout = (frame.format.name, frame.format.is_planar, channels)
                 if not runs or runs[-1][0] != layout:
                     runs.append((layout, []))
                 runs[-1][1].append(frame.to_ndarray())
+        except AudioError:
+            raise  # a limit above: itself a ValueError, not FFmpeg's
         except (av.error.FFmpegError, ValueError) as err:
-            raise DecodeError("corrupt", f"audio data is corrupt or truncated: {err}") from err
+            reason = without_addresses(str(err))
+            raise CorruptAudioError(f"audio data is corrupt or truncated: {reason}") from err
         chunks = [
             _checked_mono(_planar_float(np.concatenate(raw, axis=1), *layout))
             for layout, raw in runs
@@ -170,8 +172,7 @@ class AudioReader:
         exact = any(name in _EXACT_LENGTH for name in self.info.container.split(","))
         # Exact headers may round to a frame; estimates (VBR MP3) may be off by a tenth.
         if decoded_s < declared - (0.01 if exact else max(0.5, 0.5 * declared)):
-            raise DecodeError(
-                "corrupt",
+            raise CorruptAudioError(
                 f"audio data is truncated: the header declares {declared:.3f} s, "
                 f"{decoded_s:.3f} s decoded",
             )
@@ -202,10 +203,9 @@ def _checked_mono(planar: np.ndarray) -> np.ndarray:
         # One channel: a view (a mean over it was a tenth of decoding's time).
         mono = planar[0] if len(planar) == 1 else planar.mean(axis=0, dtype=np.float32)
     if not np.isfinite(mono).all():
-        raise DecodeError("bad_values", "audio contains NaN or infinite sample values")
+        raise BadSamplesError("audio contains NaN or infinite sample values")
     if mono.size and float(np.abs(mono).max()) > MAX_ABS_AMPLITUDE:
-        raise DecodeError(
-            "bad_values",
+        raise BadSamplesError(
             f"audio sample values go beyond ±{MAX_ABS_AMPLITUDE:g}; full scale is ±1",
         )
     return np.ascontiguousarray(mono)
@@ -215,9 +215,9 @@ def _checked_mono(planar: np.ndarray) -> np.ndarray:
 def open_audio(data: bytes) -> Iterator[AudioReader]:
     """The first audio stream of `data`, opened with only DEMUXERS and DECODERS enabled.
 
-    Raises DecodeError: `not_audio` (no container we read, or no audio stream in it),
-    `corrupt` (it starts like audio but FFmpeg cannot open it), `unsupported` (an audio
-    codec outside DECODERS).
+    Raises NotAudioError (no container we read, or no audio stream in it), CorruptAudioError
+    (it starts like audio but FFmpeg cannot open it), UnsupportedCodecError (an audio codec
+    outside DECODERS).
     """
     options = {
         "format_whitelist": ",".join(DEMUXERS),
@@ -229,16 +229,17 @@ def open_audio(data: bytes) -> Iterator[AudioReader]:
         container = av.open(io.BytesIO(data), mode="r", options=options, metadata_errors="ignore")
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as err:
         if looks_like_audio(data):
-            raise DecodeError("corrupt", f"audio file is corrupt or truncated: {err}") from err
-        raise DecodeError("not_audio", "body is not a recognised audio or video file") from err
+            reason = without_addresses(str(err))
+            raise CorruptAudioError(f"audio file is corrupt or truncated: {reason}") from err
+        raise NotAudioError("body is not a recognised audio or video file") from err
     try:
         if not container.streams.audio:
-            raise DecodeError("not_audio", f"the {container.format.name} file has no audio stream")
+            raise NotAudioError(f"the {container.format.name} file has no audio stream")
         stream = container.streams.audio[0]
         # No codec context: FFmpeg has no enabled decoder for the stream's codec.
         codec = stream.codec_context.name if stream.codec_context is not None else None
         if codec not in DECODERS:
-            raise DecodeError("unsupported", f"audio codec {codec or 'unknown'} is not supported")
+            raise UnsupportedCodecError(f"audio codec {codec or 'unknown'} is not supported")
         yield AudioReader(container, stream)
     finally:
         container.close()

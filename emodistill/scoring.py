@@ -3,37 +3,18 @@
 A clip's plan (`segments.ClipPlan`) names the spans the model scores: the whole clip, fixed
 windows, or the utterances where speech is. Every span's logits become probabilities (divided
 by the bundle's calibration temperature first), and the clip's answer is their mean weighted
-by each span's duration, so silence, never scored, weighs nothing. Knows nothing of HTTP; the
-batcher is any object with `async submit_many(clips) -> logits`.
+by each span's duration, so silence, never scored, weighs nothing. Pure arithmetic: the
+pipeline (emodistill.pipeline) calls it; knows nothing of models, queues or HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from emodistill.segments import ClipPlan, window_plan
-
-# Long audio is scored in windows of WINDOW_S every HOP_S where no speech detection runs
-# (and within a stretch of speech longer than MAX_SEGMENT_S): IEMOCAP utterances are mostly
-# under 10 s. Detected utterances are at least MIN_SEGMENT_S long where a neighbour allows.
-# The service's settings and the Python API default to these.
-WINDOW_S = 10.0
-HOP_S = 5.0
-MIN_SEGMENT_S = 1.0
-MAX_SEGMENT_S = WINDOW_S
-# Windows per model call, and padded audio per call (longest × count): bounds memory.
-MAX_BATCH_SIZE = 32
-MAX_BATCH_AUDIO_S = 64.0
-
-
-class Submitter(Protocol):
-    async def submit_many(self, clips: list[np.ndarray]) -> list[np.ndarray]: ...
-
-
-class NonFiniteAnswerError(ArithmeticError):
-    """The model answered NaN or infinity for a clip: never sent on as an answer."""
+from emodistill.errors import NonFiniteAnswerError
+from emodistill.segments import ClipPlan
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -98,28 +79,3 @@ def combine(
         answers.append(_answer(plan, logits[start:end], labels, rate_hz, temperature))
         start = end
     return answers
-
-
-def window_plans(
-    clips: list[np.ndarray], rate_hz: int, window_s: float, hop_s: float
-) -> list[ClipPlan]:
-    return [window_plan(len(c), rate_hz, window_s, hop_s) for c in clips]
-
-
-async def score_clips(
-    clips: list[np.ndarray],
-    plans: list[ClipPlan],
-    batcher: Submitter,
-    labels: list[str],
-    rate_hz: int,
-    temperature: float = 1.0,
-) -> list[dict[str, Any]]:
-    """Each float32 [samples] clip and its plan -> {'label', 'probabilities', 'segmentation',
-    'speech_s', 'segments'}. The caller adds `duration_s` (the decoder's, before resampling)
-    and the model block.
-
-    Every span of every clip goes to the batcher in one call, so a request is admitted whole
-    or refused whole. Raises NonFiniteAnswerError rather than answer NaN.
-    """
-    pieces = split(clips, plans)
-    return combine(plans, await batcher.submit_many(pieces), labels, rate_hz, temperature)

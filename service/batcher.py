@@ -12,9 +12,8 @@ with `infer(clips) -> array`; metrics arrive through the `on_batch` callback.
 
 Grouping rule (`group_by_length=True`): the OLDEST waiting clip always goes in the next batch
 (so no clip starves and none waits much longer than `max_wait_ms` behind a free backend); its
-companions are the waiting clips nearest to it in length, taken one at a time from the
-length-sorted queue while the batch stays within `max_batch_size` and `max_batch_samples`.
-Clips of similar length thus share batches and little compute is spent on padding.
+companions are the waiting clips nearest to it in length, by the project's one batch-cutting
+rule (emodistill.batching.grow_batch, within `max_batch_size` and `max_batch_samples`).
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from emodistill.batching import grow_batch
 
 log = logging.getLogger(__name__)
 
@@ -238,21 +239,11 @@ class Batcher:
         anchor = self._waiting[0]
         if cfg.group_by_length:
             order = sorted(self._waiting, key=lambda e: len(e.clip))
-            lo = hi = next(i for i, e in enumerate(order) if e is anchor)
+            start = next(i for i, e in enumerate(order) if e is anchor)
         else:
-            order, lo, hi = self._waiting, 0, 0
-        longest = len(anchor.clip)
-        while hi - lo + 1 < cfg.max_batch_size:
-            # Neighbours in `order`; the one nearer in length to the oldest clip first.
-            options = [i for i in (lo - 1, hi + 1) if 0 <= i < len(order)]
-            options.sort(key=lambda i: abs(len(order[i].clip) - len(anchor.clip)))
-            for i in options:
-                grown = max(longest, len(order[i].clip))
-                if grown * (hi - lo + 2) <= cfg.max_batch_samples:
-                    lo, hi, longest = min(lo, i), max(hi, i), grown
-                    break
-            else:
-                break
+            order, start = self._waiting, 0
+        lengths = [len(e.clip) for e in order]
+        lo, hi = grow_batch(lengths, start, cfg.max_batch_size, cfg.max_batch_samples)
         batch = order[lo : hi + 1]
         return batch, len(batch) == cfg.max_batch_size or len(batch) < len(order)
 

@@ -89,6 +89,11 @@ class ServiceMetrics:
             "Clips the model answered with NaN or infinity (their requests got 500).",
             registry=r,
         )
+        self.internal_errors = Counter(
+            "emodistill_internal_errors",
+            "Requests that raised an unexpected exception (answered 500; logged with traceback).",
+            registry=r,
+        )
         # process_resident_memory_bytes, CPU seconds, open fds: what bench/attack.py watches.
         if not multiprocess:
             Info("emodistill_model", "The model served.", registry=r).info(model)

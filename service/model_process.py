@@ -16,61 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from emodistill.bundle import BundleError, BundleMetadata
+from emodistill.bundle import BundleError
 from emodistill.gpu import CudaUnavailable
 
 from . import wire
-from .batcher import Batcher, BatcherClosedError, BatcherConfig
+from .batcher import Batcher, BatcherClosedError
 from .metrics import ServiceMetrics, model_labels
+from .model import BackendFactory, ModelBackend, batcher_config, warm_up
 from .settings import Settings
 
 log = logging.getLogger("emodistill.model")
-
-
-class ServedModel(Protocol):
-    """What the routes read of the model: the backend in one process, a ModelClient in a
-    worker of several."""
-
-    metadata: BundleMetadata
-    provider: str
-    model_file: Path
-
-
-class ModelBackend(ServedModel, Protocol):
-    """What serves: emodistill.runtime.OnnxBackend, or the benchmarks' simulated engine."""
-
-    def infer(self, clips: list[np.ndarray]) -> np.ndarray: ...
-
-    def warm_up(self, batch_size: int, seconds: float) -> float: ...
-
-
-# (bundle, device, int8) -> the backend; OnnxBackend itself in production.
-BackendFactory = Callable[[Path, str, bool], ModelBackend]
-
-
-def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
-    """The batch limits of `settings`, in samples at the model's rate."""
-    return BatcherConfig(
-        max_batch_size=settings.max_batch_size,
-        max_batch_samples=int(settings.max_batch_audio_s * rate_hz),
-        max_wait_ms=settings.max_wait_ms,
-        max_queue=settings.max_queue,
-    )
-
-
-def warm_up(backend: ModelBackend, settings: Settings) -> None:
-    """One full batch, so that the first request pays no start-up cost."""
-    if settings.warmup:
-        seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
-        took = backend.warm_up(settings.max_batch_size, seconds)
-        log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
 
 
 class ModelServer:

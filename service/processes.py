@@ -35,7 +35,8 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import model_process
-from .model_process import BackendFactory, startup_error
+from .model import BackendFactory
+from .model_process import startup_error
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _run_server(app: FastAPI, settings: Settings, sockets: list[socket.socket] |
     from .server import GracefulServer, server_config
 
     server = GracefulServer(
-        server_config(app, settings), settings.shutdown_grace_s, app.state.service
+        server_config(app, settings), settings.shutdown_grace_s, app.state.lifecycle
     )
     server.run(sockets=sockets)
 

@@ -1,9 +1,9 @@
 """HTTP routes: /predict, KServe v2 (health, model metadata, infer), /metrics, the page.
 
-Thin: each route checks the key, reads its bounded input, decodes or parses it in the worker
-pool (never on the event loop), hands clips to `scoring.score_clips` and shapes the answer.
-Errors are JSON with the status the failure deserves: `{"error": ...}` on the /v2 routes (the
-Open Inference Protocol's object), `{"detail": ...}` elsewhere (service/app.py).
+Thin adapters over the one pipeline (emodistill.pipeline): each route checks the key, reads
+its bounded input, prepares it in the worker pool (decoding, speech detection and parsing never
+run on the event loop), hands the spans to the queue (`pipeline.run_async`) and shapes the
+answer. Errors are raised, never answered here: service/errors.py maps each to its status.
 """
 
 from __future__ import annotations
@@ -15,24 +15,22 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
-from emodistill.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
-from emodistill.bundle import BundleMetadata, model_card
-from emodistill.scoring import NonFiniteAnswerError, score_clips, window_plans
-from emodistill.segments import ClipPlan, speech_plan
+from emodistill.bundle import BundleMetadata
+from emodistill.pipeline import Prepared
+from emodistill.prediction import Prediction
 
 from . import __version__
-from .app import ServiceState
-from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
-from .settings import Settings
-from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
+from .errors import answer_for
+from .state import Service, ServiceDep
+from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, parse_infer
+from .wire import ModelFailedError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,42 +58,9 @@ PREDICT_BODY = {
 }
 
 
-class Segment(BaseModel):
-    start_s: float
-    end_s: float
-    label: str
-    probabilities: dict[str, float]
-
-
-class Prediction(BaseModel):
-    label: str
-    probabilities: dict[str, float] = Field(
-        description="Per label, in the bundle's order; for long audio the mean over segments "
-        "weighted by their duration (silence, never scored, weighs nothing)."
-    )
-    duration_s: float
-    speech_s: float | None = Field(
-        None, description="How much of the audio was speech (long audio; null when not run)."
-    )
-    segmentation: Literal["whole", "speech", "windows"] = Field(
-        description="whole: scored as one utterance; speech: cut at pauses; windows: fixed."
-    )
-    segments: list[Segment] | None = Field(
-        None, description="For audio longer than max_segment_s: each segment's answer."
-    )
-    model: dict[str, Any] = Field(
-        description="name, version, calibrated, trained_on (corpus, speakers, held-out UA/WA) "
-        "and a note on what the model can and cannot do."
-    )
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
-    return state
-
-
-def _authorize(request: Request) -> None:
-    key = _state(request).settings.api_key
+def authorize(service: ServiceDep, request: Request) -> None:
+    """401 unless the request carries the key (when one is set)."""
+    key = service.settings.api_key
     if key is None:
         return
     given = request.headers.get("authorization", "")
@@ -103,9 +68,13 @@ def _authorize(request: Request) -> None:
         raise HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
-def _require_ready(request: Request) -> None:
-    if not _state(request).ready:
+def require_ready(service: ServiceDep) -> None:
+    if not service.lifecycle.ready:
         raise HTTPException(503, "model not ready", {"Retry-After": "1"})
+
+
+# The key, then readiness, checked before a byte of the body is read.
+GUARDED = [Depends(authorize), Depends(require_ready)]
 
 
 async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
@@ -135,48 +104,26 @@ async def _until_disconnect(request: Request, work: asyncio.Task) -> Any:
     raise HTTPException(499, "client closed the request")
 
 
-async def _score(
-    request: Request, clips: list[np.ndarray], plans: list[ClipPlan]
-) -> list[dict[str, Any]]:
-    """Each clip's answer; all their spans are admitted to the queue together or not at all."""
-    state = _state(request)
-    meta = state.model.metadata
-    temperature = meta.calibration.temperature if meta.calibration else 1.0
-    work = asyncio.ensure_future(
-        score_clips(clips, plans, state.queue, meta.labels, meta.sample_rate_hz, temperature)
-    )
+async def _answers(
+    request: Request, service: Service, prepared: list[Prepared]
+) -> list[Prediction]:
+    """Each input's answer; all their spans are admitted to the queue together or not at all."""
+    work = asyncio.ensure_future(service.pipeline.run_async(prepared, service.queue))
     try:
-        answers = await _until_disconnect(request, work)
-    except QueueFullError as err:
-        raise HTTPException(
-            503,
-            "too many requests waiting; retry later",
-            {"Retry-After": str(int(np.ceil(err.retry_after_s)))},
-        ) from err
-    except RequestTooLargeError as err:
-        raise HTTPException(
-            413,
-            f"this request needs {err.clips} model calls (windows of window_s), more than the "
-            f"whole queue holds ({err.max_queue}, max_queue): send shorter audio",
-        ) from err
-    except BatcherClosedError as err:
-        raise HTTPException(503, "shutting down", {"Retry-After": "5"}) from err
-    except NonFiniteAnswerError as err:
-        state.meter.nonfinite.inc()
-        log.error("the model answered NaN or infinity; the request got 500")
-        raise HTTPException(500, "the model produced a non-finite answer for this input") from err
-    except HTTPException:
+        answers: list[Prediction] = await _until_disconnect(request, work)
+    except Exception as err:
+        if answer_for(err) is None and not isinstance(err, HTTPException):
+            # The model failed on this batch (service/errors.py answers 500); others go on.
+            raise ModelFailedError(f"{type(err).__name__}: {err}") from err
         raise
-    except Exception as err:  # the model failed on this batch; other requests go on
-        raise HTTPException(500, "inference failed for this request") from err
-    state.meter.audio.inc(sum(len(c) for c in clips) / meta.sample_rate_hz)
+    audio_s = sum(len(p.samples) for p in prepared) / service.pipeline.rate_hz
+    service.metrics.audio.inc(audio_s)
     return answers
 
 
-async def _in_workers(request: Request, work: Callable[[], T]) -> T:
+async def _in_workers(service: Service, work: Callable[[], T]) -> T:
     """`work` in the worker pool: decoding and parsing never hold up the event loop."""
-    pool = _state(request).pool
-    return await asyncio.get_running_loop().run_in_executor(pool, work)
+    return await asyncio.get_running_loop().run_in_executor(service.pool, work)
 
 
 async def _body(request: Request) -> bytes:
@@ -213,39 +160,16 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
     "/predict",
     response_model=Prediction,
     openapi_extra=PREDICT_BODY,
+    dependencies=GUARDED,
     summary="Emotion probabilities of one clip (multipart 'file' or a raw audio body)",
 )
-async def predict(request: Request) -> Prediction:
-    _authorize(request)
-    _require_ready(request)
-    state = _state(request)
-    meta = state.model.metadata
-    limits = AudioLimits(
-        sample_rate_hz=meta.sample_rate_hz,
-        max_duration_s=state.settings.max_audio_s,
-        max_decoded_samples=state.settings.max_decoded_samples,
-    )
-    async with state.uploads:  # bodies in memory at once: at most max_uploads
+async def predict(request: Request, service: ServiceDep) -> Prediction:
+    async with service.uploads:  # bodies in memory at once: at most max_uploads
         data, content_type = await _upload(request)
-        try:
-            work = partial(_decode_and_plan, data, limits, content_type, state.settings)
-            decoded, plan = await _in_workers(request, work)
-        except AudioInputError as err:
-            raise HTTPException(err.status_code, err.detail) from err
+        # Decoding and speech detection in a worker thread, off the event loop.
+        prepared = await _in_workers(service, partial(service.pipeline.prepare, data, content_type))
         del data  # the decoded samples are all that is kept
-    answer = (await _score(request, [decoded.samples], [plan]))[0]
-    return Prediction(**answer, duration_s=decoded.duration_s, model=model_card(meta))
-
-
-def _decode_and_plan(
-    data: bytes, limits: AudioLimits, content_type: str | None, settings: Settings
-) -> tuple[DecodedAudio, ClipPlan]:
-    """In a worker thread: the upload's samples, and the spans to score (speech detection
-    runs here, off the event loop)."""
-    decoded = decode_upload(data, limits, content_type)
-    options = settings.segment_options
-    plan = speech_plan(decoded.samples, limits.sample_rate_hz, options)
-    return decoded, plan
+    return (await _answers(request, service, [prepared]))[0]
 
 
 # --- KServe v2 / Open Inference Protocol -------------------------------------------------------
@@ -257,10 +181,8 @@ async def live() -> dict[str, bool]:
 
 
 @router.get("/v2/health/ready", summary="The model is loaded and warm")
-async def ready(request: Request) -> JSONResponse:
-    state = _state(request)
-    is_ready = state.ready and not state.terminating and state.model_reachable
-    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+async def ready(service: ServiceDep) -> JSONResponse:
+    return JSONResponse({"ready": service.ready}, status_code=200 if service.ready else 503)
 
 
 @router.get("/v2", summary="Server metadata (Open Inference Protocol)")
@@ -269,25 +191,25 @@ async def server_metadata() -> dict[str, Any]:
 
 
 @router.get("/v2/models/{name}/ready", summary="Whether the model is ready (open, like health)")
-async def model_ready(request: Request, name: str) -> JSONResponse:
-    _model_or_404(request, name)
-    state = _state(request)
-    is_ready = state.ready and not state.terminating and state.model_reachable
+async def model_ready(service: ServiceDep, name: str) -> JSONResponse:
+    _model_or_404(service, name)
+    is_ready = service.ready
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
 
 
-def _model_or_404(request: Request, name: str) -> BundleMetadata:
-    meta = _state(request).model.metadata
+def _model_or_404(service: Service, name: str) -> BundleMetadata:
+    meta = service.model.metadata
     if name != meta.name:
         raise HTTPException(404, f"no model named {name!r}; this service serves {meta.name!r}")
     return meta
 
 
-@router.get("/v2/models/{name}", summary="Model metadata (KServe v2)")
-async def model_metadata(request: Request, name: str) -> dict[str, Any]:
-    _authorize(request)
-    meta = _model_or_404(request, name)
-    backend = _state(request).model
+@router.get(
+    "/v2/models/{name}", summary="Model metadata (KServe v2)", dependencies=[Depends(authorize)]
+)
+async def model_metadata(service: ServiceDep, name: str) -> dict[str, Any]:
+    meta = _model_or_404(service, name)
+    backend = service.model
     return {
         "name": meta.name,
         "versions": [meta.version],
@@ -302,7 +224,7 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
             "provider": backend.provider,
             "model_file": backend.model_file.name,
             # What it learned from and whether its probabilities are calibrated.
-            **{k: v for k, v in model_card(meta).items() if k not in ("name", "version")},
+            **service.pipeline.card.model_dump(exclude={"name", "version"}),
             "calibration": meta.calibration.model_dump() if meta.calibration else None,
         },
     }
@@ -323,14 +245,12 @@ INFER_BODY = {
 @router.post(
     "/v2/models/{name}/infer",
     openapi_extra=INFER_BODY,
+    dependencies=GUARDED,
     summary="Score float32 samples at the model's rate (JSON or binary tensor data)",
 )
-async def infer(request: Request, name: str) -> Response:
-    # The key, readiness and model are checked before a byte of the body is read.
-    _authorize(request)
-    _require_ready(request)
-    meta = _model_or_404(request, name)
-    settings = _state(request).settings
+async def infer(request: Request, name: str, service: ServiceDep) -> Response:
+    meta = _model_or_404(service, name)  # before a byte of the body is read
+    settings = service.settings
     limits = V2Limits(
         rate_hz=meta.sample_rate_hz,
         max_audio_s=settings.max_audio_s,
@@ -340,17 +260,13 @@ async def infer(request: Request, name: str) -> Response:
     declared = request.headers.get("content-length", "")
     if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
         raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
-    async with _state(request).uploads:  # bodies in memory at once: at most max_uploads
+    async with service.uploads:  # bodies in memory at once: at most max_uploads
         body = await _body(request)
-        try:
-            parsed = await _in_workers(request, partial(parse_infer, body, header_length, limits))
-        except V2RequestError as err:
-            raise HTTPException(err.status_code, err.detail) from err
+        parsed = await _in_workers(service, partial(parse_infer, body, header_length, limits))
         del body
-    s = _state(request).settings
-    plans = window_plans(parsed.clips, meta.sample_rate_hz, s.window_s, s.hop_s)
-    answers = await _score(request, parsed.clips, plans)
-    probs = np.array([[a["probabilities"][k] for k in meta.labels] for a in answers], "<f4")
+    prepared = [service.pipeline.windowed(clip) for clip in parsed.clips]
+    answers = await _answers(request, service, prepared)
+    probs = np.array([[a.probabilities[k] for k in meta.labels] for a in answers], "<f4")
     output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
     answer = {
         "model_name": meta.name,
@@ -375,8 +291,8 @@ async def infer(request: Request, name: str) -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    m = _state(request).meter
+async def metrics(service: ServiceDep) -> Response:
+    m = service.metrics
     return Response(m.render(), media_type=m.content_type)
 
 

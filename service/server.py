@@ -23,6 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .settings import Settings
+from .state import Lifecycle
 
 log = logging.getLogger("emodistill.service")
 HEADER_END = b"\r\n\r\n"
@@ -149,9 +150,9 @@ class GracefulServer(uvicorn.Server):
     """SIGTERM/SIGINT: not ready at once, keep serving for `grace_s`, then uvicorn's own
     shutdown (stop accepting, finish what is in flight). A second signal stops at once."""
 
-    def __init__(self, config: uvicorn.Config, grace_s: float, app_state: Any) -> None:
+    def __init__(self, config: uvicorn.Config, grace_s: float, lifecycle: Lifecycle) -> None:
         super().__init__(config)
-        self.grace_s, self.app_state = grace_s, app_state
+        self.grace_s, self.lifecycle = grace_s, lifecycle
         self._terminating = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -159,7 +160,7 @@ class GracefulServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         self._terminating = True
-        self.app_state.terminating = True  # readiness fails now: the balancer stops sending
+        self.lifecycle.terminating = True  # readiness fails now: the balancer stops sending
         log.info("signal %d: not ready; still serving for %.1f s, then draining", sig, self.grace_s)
         loop = asyncio.get_event_loop()
         loop.call_soon_threadsafe(loop.call_later, self.grace_s, super().handle_exit, sig, frame)

@@ -1,7 +1,10 @@
 """Every setting of the service: a command-line flag and an EMODISTILL_ environment variable.
 
 `python -m service --max-batch-size 16` and `EMODISTILL_MAX_BATCH_SIZE=16` set the same
-field; flags win over the environment. Each field's description says its trade-off.
+field; flags win over the environment. Each field's description says its trade-off. The
+inference options (segmentation, windows, batch and audio limits) are
+emodistill.options.InferenceOptions' fields, inherited with their defaults and descriptions:
+the Python API and the service share that one home.
 """
 
 from __future__ import annotations
@@ -9,23 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from emodistill.audio_input import MAX_AUDIO_S, MAX_DECODED_SAMPLES
-from emodistill.scoring import (
-    HOP_S,
-    MAX_BATCH_AUDIO_S,
-    MAX_BATCH_SIZE,
-    MAX_SEGMENT_S,
-    MIN_SEGMENT_S,
-    WINDOW_S,
-)
-from emodistill.segments import SegmentOptions
+from emodistill.options import InferenceOptions
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EMODISTILL_", extra="forbid")
+class Settings(BaseSettings, InferenceOptions):
+    model_config = SettingsConfigDict(env_prefix="EMODISTILL_", extra="forbid", frozen=False)
 
     model: Path = Field(Path("models/demo/bundle"), description="Model bundle folder (read only).")
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in a container.")
@@ -37,18 +31,6 @@ class Settings(BaseSettings):
         False,
         description="On CPU, serve model.int8.onnx if the bundle has it: faster, "
         "slightly different probabilities (its agreement is in bundle.json).",
-    )
-    max_batch_size: int = Field(
-        MAX_BATCH_SIZE,
-        ge=1,
-        description="Most clips per model call. Larger: more throughput under load, "
-        "more latency for the clips that wait for a long one.",
-    )
-    max_batch_audio_s: float = Field(
-        MAX_BATCH_AUDIO_S,
-        gt=0,
-        description="Padded audio per batch (longest clip × clips), in seconds: "
-        "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens.",
     )
     max_wait_ms: float = Field(
         0.0,
@@ -68,19 +50,6 @@ class Settings(BaseSettings):
         25.0,
         gt=0,
         description="Largest request body; larger uploads get 413 without being read into memory.",
-    )
-    max_audio_s: float = Field(
-        MAX_AUDIO_S,
-        gt=0,
-        description="Longest audio accepted (413 beyond). Long audio is scored "
-        "window by window, so this bounds work, not memory.",
-    )
-    max_decoded_samples: int = Field(
-        MAX_DECODED_SAMPLES,
-        ge=1,
-        description="Decoding work per upload: frames × channels, from the header, before "
-        "decoding (413 beyond). The default is 600 s of 48 kHz stereo; a small compressed "
-        "file of many channels at a high rate would otherwise decode to gigabytes.",
     )
     max_json_mb: float = Field(
         8.0,
@@ -116,27 +85,6 @@ class Settings(BaseSettings):
         "'replicas' loads a model into each worker (N copies, N smaller batches). "
         "docs/benchmarks.md compares them.",
     )
-    segmentation: Literal["speech", "windows"] = Field(
-        "speech",
-        description="How POST /predict cuts audio longer than max_segment_s: 'speech' into "
-        "utterances at pauses (voice activity detection; silence is not scored), 'windows' "
-        "into fixed windows whatever is said.",
-    )
-    min_segment_s: float = Field(
-        MIN_SEGMENT_S, gt=0, description="A shorter utterance joins its nearer neighbour."
-    )
-    max_segment_s: float = Field(
-        MAX_SEGMENT_S,
-        gt=0,
-        description="Clips up to this are scored whole; a longer stretch of speech in windows.",
-    )
-    window_s: float = Field(
-        WINDOW_S,
-        gt=0,
-        description="Windows where audio is cut without speech detection (and inside a "
-        "stretch of speech longer than max_segment_s); IEMOCAP utterances are mostly under 10 s.",
-    )
-    hop_s: float = Field(HOP_S, gt=0, description="Step between windows; < window_s overlaps.")
     keep_alive_s: float = Field(
         5.0, gt=0, description="An idle kept-alive connection is closed after this long."
     )
@@ -183,17 +131,6 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS; empty: CORS off."
     )
     warmup: bool = Field(True, description="Run a full batch at start; not ready until done.")
-
-    @model_validator(mode="after")
-    def _windows(self) -> Settings:
-        _ = self.segment_options  # its checks: hop_s within window_s, the segment bounds
-        return self
-
-    @property
-    def segment_options(self) -> SegmentOptions:
-        return SegmentOptions(
-            self.segmentation, self.window_s, self.hop_s, self.min_segment_s, self.max_segment_s
-        )
 
 
 def settings_from_cli(argv: list[str] | None = None) -> Settings:

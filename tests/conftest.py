@@ -13,6 +13,9 @@ import soundfile as sf
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
+from emodistill.audio_input import AudioLimits
+from emodistill.options import InferenceOptions
+
 # Every format and sample type the loader and the service must read.
 AUDIO_FORMATS = [
     ("WAV", "PCM_U8"),
@@ -31,6 +34,21 @@ def tone(seconds: float, rate_hz: int = 16_000, freq_hz: float = 440.0) -> np.nd
     """float32 [samples]: a sine at half scale."""
     t = np.arange(int(seconds * rate_hz)) / rate_hz
     return (0.5 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def audio_limits(sample_rate_hz: int, max_duration_s: float, **limits: int) -> AudioLimits:
+    """The decoder's limits with the options' default decoding budget unless given."""
+    budget = limits.pop("max_decoded_samples", InferenceOptions().max_decoded_samples)
+    return AudioLimits(sample_rate_hz, max_duration_s, budget, **limits)
+
+
+def status(err: BaseException) -> int:
+    """The HTTP status the service answers `err` with (service/errors.py's one map)."""
+    from service.errors import answer_for
+
+    answer = answer_for(err)
+    assert answer is not None, f"{type(err).__name__} has no status"
+    return answer.status
 
 
 def write_tone(path: Path, seconds: float = 0.5, rate_hz: int = 16_000, **kw) -> Path:

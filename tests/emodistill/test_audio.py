@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodistill.audio import SAMPLE_RATE_HZ, AudioDecodeError, duration_s, load_audio
+from emodistill.audio import SAMPLE_RATE_HZ, duration_s, load_audio
+from emodistill.errors import AudioError, CorruptAudioError, NotAudioError
 from tests.conftest import AUDIO_FORMATS, tone
 
 
@@ -53,12 +54,19 @@ def test_bytes_file_objects_and_paths_agree(tmp_path):
     assert duration_s(path) == pytest.approx(0.3, abs=1e-4)
 
 
-@pytest.mark.parametrize("payload", [b"", b"not audio at all", b"RIFF\x00\x00\x00\x00WAVEfmt "])
-def test_undecodable_input_raises_a_clear_error(payload):
-    with pytest.raises(AudioDecodeError, match="cannot decode audio"):
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"", NotAudioError),
+        (b"not audio at all", NotAudioError),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", CorruptAudioError),
+    ],
+)
+def test_undecodable_input_raises_what_went_wrong(payload: bytes, error: type[AudioError]):
+    with pytest.raises(error, match="audio"):
         load_audio(payload)
 
 
-def test_missing_file_raises_decode_error(tmp_path: Path):
-    with pytest.raises(AudioDecodeError):
+def test_missing_file_raises_os_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
         load_audio(tmp_path / "nope.wav")

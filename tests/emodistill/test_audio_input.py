@@ -1,5 +1,5 @@
 """decode_upload: every accepted format decodes to float32 mono at the model's rate; every bad
-upload raises AudioInputError with the right status; nothing else ever escapes (fuzzed)."""
+upload raises AudioError with the right status; nothing else ever escapes (fuzzed)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emodistill.audio_input import AudioInputError, AudioLimits, DecodedAudio, decode_upload
-from tests.conftest import AUDIO_FORMATS
+from emodistill.audio_input import AudioLimits, DecodedAudio, decode_upload
+from emodistill.errors import AudioError
+from tests.conftest import AUDIO_FORMATS, audio_limits, status
 
 RATE_HZ = 16_000
-LIMITS = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=2.0)
+LIMITS = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=2.0)
 
 
 def tone(seconds: float, rate_hz: int, freq_hz: float = 440.0) -> np.ndarray:
@@ -38,9 +39,9 @@ def peak_hz(samples: np.ndarray, rate_hz: int) -> float:
 
 
 def status_of(data: bytes, content_type: str | None = None, limits: AudioLimits = LIMITS) -> str:
-    with pytest.raises(AudioInputError) as info:
+    with pytest.raises(AudioError) as info:
         decode_upload(data, limits, content_type)
-    return f"{info.value.status_code} {info.value.detail}"
+    return f"{status(info.value)} {info.value}"
 
 
 # --- what decodes ------------------------------------------------------------------------
@@ -193,9 +194,9 @@ def test_errors_have_distinct_details() -> None:
 
 def test_limits_must_be_consistent() -> None:
     with pytest.raises(ValueError):
-        AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=0.05)  # below the 0.1 s minimum
+        audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=0.05)  # below the 0.1 s minimum
     with pytest.raises(ValueError):
-        AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=1.0, min_input_rate_hz=0)
+        audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=1.0, min_input_rate_hz=0)
 
 
 def test_module_imports_no_torch() -> None:
@@ -204,9 +205,9 @@ def test_module_imports_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
 
 
-# --- fuzz: either a valid result or an AudioInputError, never anything else --------------
+# --- fuzz: either a valid result or an AudioError, never anything else --------------
 
-FUZZ_LIMITS = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=1.0)
+FUZZ_LIMITS = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=1.0)
 FUZZ_SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -219,9 +220,9 @@ SMALL_WAVS = [
 def assert_valid_or_refused(data: bytes) -> None:
     try:
         out = decode_upload(data, FUZZ_LIMITS)
-    except AudioInputError as err:
-        assert err.status_code in {400, 413, 415, 422}
-        assert err.detail
+    except AudioError as err:
+        assert status(err) in {400, 413, 415, 422}
+        assert str(err)
         return
     assert out.samples.dtype == np.float32 and out.samples.ndim == 1
     assert np.isfinite(out.samples).all()

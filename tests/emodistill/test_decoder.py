@@ -14,11 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.formats import FORMATS, Format, encode, tone
-from emodistill.audio_input import AudioInputError, AudioLimits, decode_upload
+from emodistill.audio_input import AudioLimits, decode_upload
 from emodistill.decoder import open_audio
+from emodistill.errors import AudioError
+from tests.conftest import audio_limits, status
 
 RATE_HZ = 16_000
-LIMITS = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=5.0)
+LIMITS = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=5.0)
 BY_NAME = {f.name: f for f in FORMATS}
 WEBM_OPUS = BY_NAME["Opus in WebM (browser recording)"]
 
@@ -29,9 +31,9 @@ def peak_hz(samples: np.ndarray) -> float:
 
 
 def status_of(data: bytes, limits: AudioLimits = LIMITS) -> str:
-    with pytest.raises(AudioInputError) as info:
+    with pytest.raises(AudioError) as info:
         decode_upload(data, limits)
-    return f"{info.value.status_code} {info.value.detail}"
+    return f"{status(info.value)} {info.value}"
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=[f.name for f in FORMATS])
@@ -79,9 +81,9 @@ def test_a_recording_without_a_duration_is_stopped_while_decoding() -> None:
     with open_audio(data) as reader:
         assert reader.info.duration_s is None  # the header cannot refuse it
     assert decode_upload(data, LIMITS).duration_s == pytest.approx(4.0, abs=0.05)
-    short = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=2.0)
+    short = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=2.0)
     assert status_of(data, short).startswith("413 audio is longer than the limit of 2 s")
-    budget = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=5.0, max_decoded_samples=100_000)
+    budget = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=5.0, max_decoded_samples=100_000)
     stereo = _live_webm(2.0, channels=2)  # 192,000 samples over both channels
     assert status_of(stereo, budget).startswith("413 audio decodes to more than 100,000 samples")
 
@@ -90,7 +92,7 @@ def test_the_header_refuses_what_it_declares_too_long_or_too_large() -> None:
     flac = BY_NAME["FLAC"]
     long = encode(tone(6.0, flac.rate_hz), flac)
     assert status_of(long).startswith("413 audio is 6.00 s long; the limit is 5 s")
-    budget = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=5.0, max_decoded_samples=50_000)
+    budget = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=5.0, max_decoded_samples=50_000)
     wide = encode(tone(1.0, flac.rate_hz), flac, channels=2)
     assert status_of(wide, budget).startswith("413 audio would decode to 88,200 samples")
 
@@ -127,9 +129,9 @@ def test_playlists_and_concat_lists_never_open_other_files(tmp_path: Path) -> No
         assert status_of(data).startswith("415 body is not a recognised audio or video file")
 
 
-# --- fuzz: mutated compressed files give a result or an AudioInputError, nothing else -------
+# --- fuzz: mutated compressed files give a result or an AudioError, nothing else -------
 
-FUZZ_LIMITS = AudioLimits(sample_rate_hz=RATE_HZ, max_duration_s=1.0)
+FUZZ_LIMITS = audio_limits(sample_rate_hz=RATE_HZ, max_duration_s=1.0)
 SMALL = [
     encode(tone(0.3, f.rate_hz), f)
     for f in (BY_NAME["MP3"], WEBM_OPUS, BY_NAME["M4A/AAC (voice memo)"], BY_NAME["AMR-NB (phone)"])
@@ -149,9 +151,9 @@ def test_fuzz_mutated_compressed_files(base: bytes, edits: list, cut: int | None
             data[offset] = value
     try:
         out = decode_upload(bytes(data if cut is None else data[:cut]), FUZZ_LIMITS)
-    except AudioInputError as err:
-        assert err.status_code in {400, 413, 415, 422} and err.detail
-        assert " at 0x" not in err.detail  # no heap addresses
+    except AudioError as err:
+        assert status(err) in {400, 413, 415, 422} and str(err)
+        assert " at 0x" not in str(err)  # no heap addresses
         return
     assert out.samples.dtype == np.float32 and np.isfinite(out.samples).all()
     assert out.duration_s <= FUZZ_LIMITS.max_duration_s

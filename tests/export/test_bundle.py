@@ -207,7 +207,7 @@ def test_every_consumer_feeds_raw_audio(exported, tmp_path):
     values, mask = pad_batch(clips)
     theirs = softmax(triton.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})[0])
     answers = emodistill.load(bundle, device="cpu").predict_many(clips)
-    ours = np.array([[a["probabilities"][label] for label in LABELS] for a in answers])
+    ours = np.array([[a.probabilities[label] for label in LABELS] for a in answers])
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
 
 
@@ -232,7 +232,7 @@ def test_a_version_1_bundle_still_answers_the_same(exported, tmp_path):
     now = emodistill.load(bundle, device="cpu").predict_many(clips)
     for a, b in zip(before, now, strict=True):
         for label in LABELS:
-            assert a["probabilities"][label] == pytest.approx(b["probabilities"][label], abs=1e-5)
+            assert a.probabilities[label] == pytest.approx(b.probabilities[label], abs=1e-5)
     with pytest.raises(SystemExit, match="export it again"):
         main(["triton", str(old), "--out", str(tmp_path / "repo")])
 

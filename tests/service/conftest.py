@@ -50,7 +50,7 @@ def serving(app) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = app.state.service.settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    settings = app.state.settings.model_copy(update={"host": "127.0.0.1", "port": port})
     config = server_config(app, settings)
     config.log_level = "warning"
     server = uvicorn.Server(config)

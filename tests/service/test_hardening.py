@@ -24,8 +24,8 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from emodistill import pipeline
 from emodistill.runtime import OnnxBackend
-from service import routes
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import serving, wav_bytes
@@ -76,13 +76,13 @@ def _tone(seconds: float, rate_hz: int = 16_000) -> np.ndarray:
 
 
 def test_decoding_never_holds_up_other_requests(bundle, monkeypatch):
-    real = routes.decode_upload
+    real = pipeline.decode_upload
 
     def slow_decode(*args, **kw):
         time.sleep(1.5)  # a decode that takes long, as a bomb or a long file does
         return real(*args, **kw)
 
-    monkeypatch.setattr(routes, "decode_upload", slow_decode)
+    monkeypatch.setattr(pipeline, "decode_upload", slow_decode)
     with (
         serving(create_app(Settings(model=bundle, warmup=False))) as url,
         ThreadPoolExecutor(1) as pool,
@@ -401,14 +401,14 @@ def _ready(url: str) -> bool:
 
 
 def test_bodies_in_memory_are_bounded_by_max_uploads(bundle, monkeypatch):
-    real, entered, gate = routes.decode_upload, [], threading.Event()
+    real, entered, gate = pipeline.decode_upload, [], threading.Event()
 
     def gated_decode(*args, **kw):
         entered.append(1)
         gate.wait(30)
         return real(*args, **kw)
 
-    monkeypatch.setattr(routes, "decode_upload", gated_decode)
+    monkeypatch.setattr(pipeline, "decode_upload", gated_decode)
     app = create_app(Settings(model=bundle, warmup=False, max_uploads=1, decode_workers=2))
     with serving(app) as url, ThreadPoolExecutor(2) as pool:
         first = pool.submit(httpx.post, url + "/predict", content=wav_bytes(0.5), timeout=60)

@@ -107,7 +107,7 @@ def test_answers_equal_the_runtime_batched_or_alone_and_metrics_add_up(bundle):
 
     clips = [wav_bytes(s, freq_hz=f) for s, f in [(0.7, 180), (1.9, 260), (3.1, 330), (5.2, 95)]]
     reference = emodistill.load(bundle, "cpu")
-    expected = [reference.predict(c)["probabilities"] for c in clips]
+    expected = [reference.predict(c).probabilities for c in clips]
     with service(["--model", str(bundle), "--workers", "2", "--device", "cpu"]) as (_, url):
         together = asyncio.run(_post_all(url, clips * 4))  # 16 at once: batched
         alone = [asyncio.run(_post_all(url, [c]))[0] for c in clips]

@@ -133,4 +133,4 @@ def test_other_encoder_families_train_and_export(config_file: Path, tmp_path: Pa
     assert "/" not in metadata.source["checkpoint"]  # no path of the machine that built it
     assert metadata.parity["fp32_batched_vs_alone"]["max_abs_probability"] <= 1e-4
     answer = load(tmp_path / "bundle", device="cpu").predict(np.zeros(16_000, np.float32))
-    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert sum(answer.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
