@@ -24,7 +24,14 @@ import onnxruntime as ort
 import torch
 
 from emodistill.audio import SAMPLE_RATE_HZ
-from emodistill.bundle import MODEL_FP16, MODEL_FP32, BundleError, BundleMetadata, load_bundle
+from emodistill.bundle import (
+    MODEL_FP16,
+    MODEL_FP32,
+    TRAINING_METRICS,
+    BundleError,
+    BundleMetadata,
+    load_bundle,
+)
 from export.bundle_writer import ExportOptions, Limits, export_bundle
 from export.parity import agreement, batch_invariance, probe_clips, run_batched, session
 from student.config import StudentConfig
@@ -43,7 +50,7 @@ def write_base_checkpoint(folder: Path) -> Path:
     with torch.no_grad():
         model.classifier.weight.mul_(20.0)
     EmoDistillStudent(model, build_feature_extractor(config), {}).save(folder)
-    (folder / "training_metrics.json").write_text(json.dumps({"note": "random init"}))
+    (folder / TRAINING_METRICS).write_text(json.dumps({"note": "random init"}))
     return folder
 
 

@@ -47,6 +47,7 @@ from bench.timing import timed, timed_together
 from emodistill.audio_input import AudioLimits
 from emodistill.bulk import BulkOptions, default_workers, score_files
 from emodistill.bulk_decode import decode_file, decoded_chunks
+from emodistill.bundle import METADATA
 
 if TYPE_CHECKING:  # not imported at run time: the spawned workers import this script again
     from emodistill.recognizer import Recognizer
@@ -230,7 +231,7 @@ def main() -> None:
     args = p.parse_args()
     workers = args.workers or default_workers()
     bundles = [b for b in (args.model, args.base) if b]
-    if missing := [b for b in bundles if not (Path(b) / "bundle.json").is_file()]:
+    if missing := [b for b in bundles if not (Path(b) / METADATA).is_file()]:
         sys.exit(f"error: no bundle at {missing}: make demo; python bench/base_bundle.py")
     ray = not args.no_ray
     if ray and importlib.util.find_spec("ray") is None:
