@@ -23,6 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from bench.report import Results, pending
 from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.bundle import (
     MODEL_FP16,
@@ -133,6 +134,21 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     sys.exit(1 if result["problems"] else 0)
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """In section 2 of docs/benchmarks.md: the base bundle's CUDA parity figures."""
+    if "base_bundle_gpu" not in results:
+        return pending("base_bundle_gpu", model)
+    cmd, checks = results["base_bundle_gpu"]
+    return [
+        f"CUDA parity of the base bundle (`{cmd}`, {checks['device']}):",
+        "",
+        "```",
+        json.dumps(checks["cuda"], indent=2),
+        "```",
+        "",
+    ]
 
 
 if __name__ == "__main__":
