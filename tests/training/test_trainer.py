@@ -126,7 +126,13 @@ def test_evaluation_returns_each_clips_logits_as_if_alone(tmp_path: Path):
     clips' order, equal to the model's on each clip alone, with scores from their argmax."""
     clips = write_clips(tmp_path / "clips")
     trainer = StudentTrainer(
-        run_config(4), LABELS, clips, clips[:4], targets(len(clips)), tmp_path / "run", progress=False
+        run_config(4),
+        LABELS,
+        clips,
+        clips[:4],
+        targets(len(clips)),
+        tmp_path / "run",
+        progress=False,
     )
     scores, logits = trainer.evaluate(clips)
     model = trainer.model.eval()
