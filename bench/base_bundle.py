@@ -23,8 +23,16 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from bench.report import Results, pending
 from emodistill.audio import SAMPLE_RATE_HZ
-from emodistill.bundle import MODEL_FP16, MODEL_FP32, BundleError, BundleMetadata, load_bundle
+from emodistill.bundle import (
+    MODEL_FP16,
+    MODEL_FP32,
+    TRAINING_METRICS,
+    BundleError,
+    BundleMetadata,
+    load_bundle,
+)
 from export.bundle_writer import ExportOptions, Limits, export_bundle
 from export.parity import agreement, batch_invariance, probe_clips, run_batched, session
 from student.config import StudentConfig
@@ -43,7 +51,7 @@ def write_base_checkpoint(folder: Path) -> Path:
     with torch.no_grad():
         model.classifier.weight.mul_(20.0)
     EmoDistillStudent(model, build_feature_extractor(config), {}).save(folder)
-    (folder / "training_metrics.json").write_text(json.dumps({"note": "random init"}))
+    (folder / TRAINING_METRICS).write_text(json.dumps({"note": "random init"}))
     return folder
 
 
@@ -126,6 +134,21 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     sys.exit(1 if result["problems"] else 0)
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """In section 2 of docs/benchmarks.md: the base bundle's CUDA parity figures."""
+    if "base_bundle_gpu" not in results:
+        return pending("base_bundle_gpu", model)
+    cmd, checks = results["base_bundle_gpu"]
+    return [
+        f"CUDA parity of the base bundle (`{cmd}`, {checks['device']}):",
+        "",
+        "```",
+        json.dumps(checks["cuda"], indent=2),
+        "```",
+        "",
+    ]
 
 
 if __name__ == "__main__":

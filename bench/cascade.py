@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -38,6 +39,7 @@ from transformers import (
     WhisperForConditionalGeneration,
 )
 
+from bench.report import Results
 from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
@@ -198,6 +200,62 @@ def main() -> None:
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _asr_sizes(clips: dict[str, dict[str, Any]]) -> list[str]:
+    """The Whisper sizes a run timed ("base", "small"), from its `whisper_<size>_ms` keys."""
+    return sorted(
+        {k[len("whisper_") : -3] for row in clips.values() for k in row if k.startswith("whisper_")}
+    )
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 1 of docs/benchmarks.md: each stage's ms per clip and the cascade / student
+    ratios."""
+    if "cascade" not in results:
+        return ["Pending.", ""]
+    shown_cmd, cascade = results["cascade"]
+    lines = [
+        f"`{shown_cmd}` ({cascade['machine']}, median of {cascade['repeats']}). Random "
+        "weights in the published architectures (nothing can be downloaded here): compute, "
+        "not accuracy. Whisper decodes greedily, forced to the transcript's token count.",
+        "",
+    ]
+    asr = _asr_sizes(cascade["clips"])
+    head = [
+        "clip",
+        "student fp32",
+        "student int8",
+        "eGeMAPS",
+        "BERT-base",
+        "prosodic ResNet",
+        "fusion",
+        *(f"Whisper-{a}" for a in asr),
+        *(f"cascade ({a}) / student fp32, int8" for a in asr),
+    ]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for clip, row in cascade["clips"].items():
+        stages = ["student", "student_int8", "egemaps", "bert_base", "prosodic_resnet", "fusion"]
+        cells = [row[f"{k}_ms"] for k in stages] + [row[f"whisper_{a}_ms"] for a in asr]
+        ratios = [f"**{row[f'ratio_{a}']:.1f}×**, {row[f'ratio_{a}_int8']:.1f}×" for a in asr]
+        lines.append("| " + " | ".join([clip, *(f"{v:.1f}" for v in cells), *ratios]) + " |")
+    return [*lines, ""]
+
+
+def goals(results: Results) -> list[tuple[str, str]]:
+    """The student, fp32 and int8, against the goal of 5× cheaper than the cascade."""
+    if "cascade" not in results:
+        return []
+    clips = results["cascade"][1]["clips"]
+    rows = []
+    for variant, suffix in (("fp32", ""), ("int8", "_int8")):
+        standing = "; ".join(
+            f"Whisper-{a}: "
+            + ", ".join(f"{r[f'ratio_{a}{suffix}']:.1f}× ({c})" for c, r in clips.items())
+            for a in _asr_sizes(clips)
+        )
+        rows.append((f"Student ({variant}) ≥ 5× cheaper than the cascade per utterance", standing))
+    return rows
 
 
 if __name__ == "__main__":

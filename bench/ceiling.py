@@ -1,5 +1,5 @@
-"""The GPU compute ceiling that engine throughput is measured against (stdlib only: the report
-writer imports it without torch)."""
+"""The GPU compute ceiling that engine throughput is measured against (stdlib only: the
+simulated engine, which needs no torch, shares it with the engine benchmark)."""
 
 from __future__ import annotations
 

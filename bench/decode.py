@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.formats import FORMATS, encode
+from bench.report import Results
 from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.audio_input import decode_upload
 from emodistill.options import InferenceOptions
@@ -71,6 +72,25 @@ def main() -> None:
     record = {"command_shown": command, "one_core": True, "rows": rows}
     args.out.write_text(json.dumps(record, indent=2))
     print(f"wrote {args.out}")
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 6 of docs/benchmarks.md: cost and size per audio-second of each format."""
+    if "decode" not in results:
+        return ["Pending.", ""]
+    shown_cmd, decode = results["decode"]
+    lines = [
+        f"`{shown_cmd}`: the service's `decode_upload` (container, limits, FFmpeg decode, mono, "
+        "soxr to 16 kHz) on one core, median per audio-second of a speech-like signal.",
+        "",
+        "| format | decoded | kB per audio-s | ms per audio-s |",
+        "|---|---|---|---|",
+    ]
+    for r in decode["rows"]:
+        ok = "yes" if r["decoded_ok"] else "no"
+        kb = r["bytes_per_audio_s"] / 1000
+        lines.append(f"| {r['format']} | {ok} | {kb:.1f} | {r['ms_per_audio_s']:.2f} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

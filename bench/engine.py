@@ -30,6 +30,7 @@ import onnxruntime as ort
 import torch
 
 from bench.ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS
+from bench.report import Results, pending
 from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
@@ -160,6 +161,96 @@ def main() -> None:
         result["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _table(shown_cmd: str, engine: dict[str, Any]) -> list[str]:
+    """One run's rows against PyTorch fp32 on the same device (and the ceiling on a GPU)."""
+    gpu = any(r["engine"].endswith("cuda") for r in engine["rows"])
+    reference = "pytorch-fp32-cuda" if gpu else "pytorch-fp32-cpu"
+    lines = [
+        f"`{shown_cmd}` ({engine['machine']}, preset `{engine['preset']}`, median of "
+        f"{engine['repeats']} after a warm-up; host arrays in, logits back on the host)",
+        "",
+        f"| engine | clip s | batch | ms per batch | audio-s/s | vs {reference} |"
+        + (" of ceiling |" if gpu else ""),
+        "|---|---|---|---|---|---|" + ("---|" if gpu else ""),
+    ]
+    base = {
+        (r["clip_s"], r["batch"]): r["audio_s_per_s"]
+        for r in engine["rows"]
+        if r["engine"] == reference
+    }
+    for r in engine["rows"]:
+        ratio = r["audio_s_per_s"] / base[(r["clip_s"], r["batch"])]
+        ceiling = (
+            f" {100 * r['fraction_of_ceiling']:.1f} % |"
+            if "fraction_of_ceiling" in r
+            else (" |" if gpu else "")
+        )
+        lines.append(
+            f"| {r['engine']} | {r['clip_s']:g} | {r['batch']} | {r['ms_per_batch']:.1f} | "
+            f"{r['audio_s_per_s']:.1f} | {ratio:.2f}× |{ceiling}"
+        )
+    return lines
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 2 of docs/benchmarks.md: the CPU runs, then the GPU runs or their commands."""
+    lines = ["### CPU", ""]
+    for name in ("engine", "engine_tiny"):
+        if name in results:
+            lines += [*_table(*results[name]), ""]
+    lines += [
+        "### GPU",
+        "",
+        f"The ceiling is {GFLOP_PER_AUDIO_S['base']:g} GFLOP per audio-second (HuBERT-base) "
+        f"at {PEAK_FP16_TFLOPS:g} dense fp16 TFLOP/s (H100/H200); fp32 rows are held to the "
+        "same ceiling.",
+        "",
+    ]
+    for name in ("engine_gpu", "engine_tiny_gpu"):
+        lines += [*_table(*results[name]), ""] if name in results else pending(name, model)
+    return lines
+
+
+def cpu_goals(results: Results) -> list[tuple[str, str]]:
+    """ONNX on the CPU against PyTorch eager (HuBERT-base), over every size of the run."""
+    if "engine" not in results:
+        return []
+    by = {
+        (r["engine"], r["clip_s"], r["batch"]): r["audio_s_per_s"]
+        for r in results["engine"][1]["rows"]
+    }
+    ratios = [
+        v / by[("pytorch-fp32-cpu", c, b)] for (e, c, b), v in by.items() if e == "onnx-fp32-cpu"
+    ]
+    return [
+        ("ONNX on CPU ≥ 1.3× PyTorch eager (HuBERT-base)", f"{min(ratios):.2f}–{max(ratios):.2f}×")
+    ]
+
+
+def gpu_goals(results: Results) -> list[tuple[str, str]]:
+    """fp16 ONNX against PyTorch fp32 on the GPU, and the best fraction of the ceiling."""
+    if "engine_gpu" not in results:
+        return [
+            (
+                "ONNX fp16 on GPU ≥ 2× PyTorch fp32; GPU engine ≥ 30 % of ceiling",
+                "pending (no GPU run)",
+            )
+        ]
+    rows = []
+    gpu_rows = results["engine_gpu"][1]["rows"]
+    by = {(r["engine"], r["clip_s"], r["batch"]): r for r in gpu_rows}
+    fp16 = [
+        r["audio_s_per_s"] / by[("pytorch-fp32-cuda", r["clip_s"], r["batch"])]["audio_s_per_s"]
+        for r in gpu_rows
+        if r["engine"] == "onnx-fp16-cuda"
+    ]
+    if fp16:
+        rows.append(("ONNX fp16 on GPU ≥ 2× PyTorch fp32", f"{min(fp16):.2f}–{max(fp16):.2f}×"))
+    best = max(r.get("fraction_of_ceiling", 0.0) for r in gpu_rows)
+    rows.append(("GPU engine ≥ 30 % of the compute ceiling", f"best {100 * best:.1f} %"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -49,12 +49,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from bench.ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS
+from bench.report import Results
 from bench.service_load import (
     measure_level,
     own_cpu_s,
     process_tree,
     speech_like,
     start_service,
+    workers_section,
 )
 from bench.simulated_engine import (
     ASSUMED_UTILISATION,
@@ -403,6 +406,107 @@ def main() -> None:
     print_table(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 7 of docs/benchmarks.md: each layout against the simulated engine, the CPU per
+    request by stage, the model process alone, the projection to a GPU host; then the demo
+    bundle served by workers and the model process (`service_load.workers_section`)."""
+    if "frontend" not in results:
+        return ["Pending.", "", *workers_section(results)]
+    shown_cmd, frontend = results["frontend"]
+    e, a, p = frontend["engine"], frontend["model_process_alone"], frontend["projection"]
+    utilisation = e.get("assumed_utilisation")
+    source = (
+        f"HuBERT-base's {GFLOP_PER_AUDIO_S['base']:g} GFLOP per audio-second at "
+        f"{100 * utilisation:.0f} % of {PEAK_FP16_TFLOPS:g} TFLOP/s, and an assumed fixed cost"
+        if utilisation
+        else "given on the command line"
+    )
+    lines = [
+        f"`{shown_cmd}` ({frontend['machine']}; the load generator shares the machine; "
+        f"multipart uploads of a {frontend['clip_s']:g} s 16 kHz WAV).",
+        "",
+        f"The simulated engine (bench/simulated_engine.py) takes {e['fixed_ms']:g} ms + "
+        f"{e['ms_per_audio_s']:.4f} ms per padded audio-second per batch ({source}; not a GPU "
+        f"measurement): {e['clips_per_s_full_batches']:.0f} clips/s on full batches of "
+        f"{e['max_batch_size']}. service / engine divides requests/s by that.",
+        "",
+        "| layout | clients | req/s | service / engine | p50 ms | p99 ms | mean batch "
+        "| service CPU ms/req | of which the model process |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for layout, entry in frontend["layouts"].items():
+        for c, r in sorted(entry["levels"].items(), key=lambda kv: int(kv[0])):
+            model = r["model_process_cpu_ms"]
+            lines.append(
+                f"| {layout} | {c} | {r['requests_per_s']:.0f} | "
+                f"{100 * r['service_over_engine']:.1f} % | {r['p50_ms']:.1f} | "
+                f"{r['p99_ms']:.1f} | {r['mean_batch_size']:.1f} | "
+                f"{r['service_cpu_ms_per_request']:.2f} | "
+                f"{'–' if model is None else f'{model:.2f}'} |"
+            )
+    lines += [
+        "",
+        "CPU per request by stage, each timed alone (ms): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in frontend["components_ms"].items())
+        + ".",
+        "",
+        f"The model process alone, fed over its socket without HTTP: {a['requests_per_s']:.0f} "
+        f"req/s (limited by the feeding process on these cores), "
+        f"{a['cpu_ms_per_request']:.3f} ms of its CPU per request at a mean batch of "
+        f"{a['mean_batch_size']:.1f}: one core passes on at most "
+        f"{1000 / a['cpu_ms_per_request']:.0f} req/s.",
+        "",
+        f"Projected to a {p['cores']}-core GPU host (HTTP workers on all cores but one; each "
+        "worker's CPU per request as measured here at the most clients; workers share no lock, "
+        "so they add up; the model process capped at its one-core ceiling; everything capped "
+        "by the engine):",
+        "",
+        "| layout | HTTP workers | worker CPU ms/req | frontend req/s | model process ceiling "
+        "| projected req/s | service / engine |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for layout, r in p.items():
+        if isinstance(r, dict):
+            ceiling = r["model_process_ceiling_requests_per_s"]
+            lines.append(
+                f"| {layout} | {r['http_workers']} | {r['worker_cpu_ms_per_request']:.2f} | "
+                f"{r['frontend_requests_per_s']:.0f} | "
+                f"{'–' if ceiling is None else f'{ceiling:.0f}'} | "
+                f"{r['projected_requests_per_s']:.0f} | "
+                f"{100 * r['projected_service_over_engine']:.0f} % |"
+            )
+    shared = p.get("shared-model")
+    if isinstance(shared, dict) and shared["model_process_ceiling_requests_per_s"]:
+        margin = shared["model_process_ceiling_requests_per_s"] / e["clips_per_s_full_batches"]
+        lines += [
+            "",
+            "Why `shared-model` is the default with a GPU: both multi-process layouts reach the "
+            "engine in the projection, but `replicas` holds a model and a CUDA context per "
+            "worker and splits the requests into N batchers, and its simulated GPU (a lock "
+            "between the processes) time-shares perfectly, which a real GPU without MPS does "
+            "not. `shared-model` keeps one model per GPU and one batcher. Its limit is the "
+            "model process's single event loop: here its ceiling is "
+            f"{margin:.1f}× the simulated engine; a faster engine would need that loop "
+            "cheaper. One service serves one GPU: a multi-GPU host runs one per GPU (a pod or "
+            "a container each).",
+        ]
+    return [*lines, "", *workers_section(results)]
+
+
+def goals(results: Results) -> list[tuple[str, str]]:
+    """Each layout, projected to a GPU host's cores, against the simulated engine."""
+    if "frontend" not in results:
+        return []
+    projection = results["frontend"][1]["projection"]
+    standing = ", ".join(
+        f"{layout} {100 * r['projected_service_over_engine']:.0f} %"
+        for layout, r in projection.items()
+        if isinstance(r, dict)
+    )
+    goal = f"Service ≥ 85 % of a simulated H100 engine, projected to {projection['cores']} cores"
+    return [(goal, standing)]
 
 
 if __name__ == "__main__":

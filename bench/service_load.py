@@ -33,12 +33,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
 import numpy as np
 import soundfile as sf
 
+from bench.report import Results, pending
 from bench.timing import timed
 from emodistill.runtime import OnnxBackend
 from export.parity import probe_clips
@@ -339,6 +341,125 @@ def main() -> None:
     print_table(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+# The service runs of the report: (benchmark name, what each ran), in the report's order.
+CPU_RUNS = (
+    ("service", "CPU, tiny demo bundle, one process (--workers 1)"),
+    ("service_base", "CPU, HuBERT-base bundle (random weights)"),
+)
+GPU_RUN = ("service_gpu", "GPU, HuBERT-base bundle, fp16 on CUDA")
+WORKERS_RUN = ("service_workers", "CPU, tiny demo bundle, 2 HTTP workers + model process")
+
+
+def service_table(shown_cmd: str, service: dict[str, Any], what: str) -> list[str]:
+    """One run: every mode and level, the batching speed-up, cold start and memory."""
+    lines = [
+        f"**{what}.** `{shown_cmd}` ({service['machine']}; the load generator shares the "
+        f"machine; requests/s is the median of {service['repeats']} rounds, latency over all).",
+        "",
+        "| mode | clients | req/s | audio-s/s | p50 ms | p95 ms | p99 ms | mean batch "
+        "| service CPU ms/req | engine clips/s at that batch | service / engine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, entry in service["modes"].items():
+        for c, r in sorted(entry["levels"].items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {mode} | {c} | {r['requests_per_s']:.1f} | {r['audio_s_per_s']:.1f} | "
+                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['mean_batch_size']:.2f} | {r['service_cpu_ms_per_request']:.2f} | "
+                f"{r['engine_clips_per_s']:.1f} | {100 * r['service_over_engine']:.0f} % |"
+            )
+    modes = service["modes"]
+    memory = ", ".join(
+        f"{m}: RSS {e['rss_mb']:.0f} MB"
+        + (f", GPU {e['gpu_mb']:.0f} MB" if e.get("gpu_mb") else "")
+        for m, e in modes.items()
+    )
+    lines += [
+        "",
+        f"Batching / batch size 1 at {top_level(service)} clients: "
+        f"**{batching_speedup(service):.2f}×**. Cold start to ready: "
+        f"{modes['batching']['cold_start_to_ready_s']:.2f} s. {memory}.",
+        "",
+    ]
+    return lines
+
+
+def top_level(service: dict[str, Any]) -> str:
+    """The most concurrent clients of a run, as its JSON keys them."""
+    return str(max(int(c) for c in service["modes"]["batching"]["levels"]))
+
+
+def batching_speedup(service: dict[str, Any]) -> float:
+    """Requests/s batching over batch size 1, at the most clients."""
+    top = top_level(service)
+    modes = service["modes"]
+    return (
+        modes["batching"]["levels"][top]["requests_per_s"]
+        / modes["batch_size_1"]["levels"][top]["requests_per_s"]
+    )
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 3 of docs/benchmarks.md: the plot, each CPU run, then the GPU run or its
+    command. (The workers' run is in the frontend's section, `workers_section`.)"""
+    lines = ["![service throughput and latency](bench/service.png)", ""]
+    for name, what in CPU_RUNS:
+        if name in results:
+            lines += service_table(*results[name], what)
+    name, what = GPU_RUN
+    if name in results:
+        lines += service_table(*results[name], what)
+    else:
+        lines += ["**GPU.**", "", *pending(name, model)]
+    return lines
+
+
+def workers_section(results: Results) -> list[str]:
+    """The demo bundle served by HTTP workers and the model process, where present."""
+    name, what = WORKERS_RUN
+    return service_table(*results[name], what) if name in results else []
+
+
+def cpu_goals(results: Results) -> list[tuple[str, str]]:
+    """Batching's speed-up and the service against its engine, for each CPU run."""
+    rows = []
+    for name, label in (("service", "tiny demo"), ("service_base", "HuBERT-base")):
+        if name in results:
+            service = results[name][1]
+            top = top_level(service)
+            rows.append(
+                (
+                    f"Batching at 64 clients ≥ 1.2× batch size 1 on CPU ({label})",
+                    f"{batching_speedup(service):.2f}×",
+                )
+            )
+            ratio = service["modes"]["batching"]["levels"][top]["service_over_engine"]
+            rows.append(
+                (
+                    f"Service ≥ 85 % of engine throughput at saturation ({label}, CPU)",
+                    f"{100 * ratio:.0f} %",
+                )
+            )
+    if "service_workers" in results:
+        service = results["service_workers"][1]
+        ratio = service["modes"]["batching"]["levels"][top_level(service)]["service_over_engine"]
+        rows.append(
+            (
+                "Service ≥ 85 % of engine at saturation (tiny demo, CPU, 2 workers + model)",
+                f"{100 * ratio:.0f} %",
+            )
+        )
+    return rows
+
+
+def gpu_goals(results: Results) -> list[tuple[str, str]]:
+    """Batching's speed-up on a GPU, the goal batching is for."""
+    goal = "Batching at 64 clients ≥ 5× batch size 1 on a GPU"
+    if "service_gpu" not in results:
+        return [(goal, "pending (no GPU run)")]
+    return [(goal, f"{batching_speedup(results['service_gpu'][1]):.2f}×")]
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from bench.report import Results, pending
 from emodistill.audio import SAMPLE_RATE_HZ
 from student.config import StudentConfig
 from student.model import EmoDistillStudent, build_classifier, build_feature_extractor
@@ -103,6 +104,29 @@ def main() -> None:
     )
     if args.out:
         args.out.write_text(json.dumps(row, indent=2) + "\n")
+
+
+def report_section(results: Results, model: str) -> list[str]:
+    """Section 4 of docs/benchmarks.md: one training step per student on a GPU."""
+    lines = [
+        "One EmoDistill step (student, both projection heads, the loss against cached teacher "
+        "outputs, AdamW) in bf16 at the paper's per-GPU batch, 128 / 4 = 32 crops of 8 s "
+        "(`bench/train_probe.py`).",
+        "",
+    ]
+    rows = [results[name] for name in ("train_gpu", "train_large_gpu") if name in results]
+    if not rows:
+        return [*lines, *pending("train_gpu", model)]
+    lines += [
+        "| student | device | batch × crop | ms / step | audio-s / s | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['device']} | {r['batch']} × {r['crop_s']:.0f} s | "
+            f"{r['ms_per_step']:.0f} | {r['audio_s_per_s']:.0f} | {r['peak_memory_mb']:.0f} MB |"
+        )
+    return [*lines, "", *(f"`{cmd}`" for cmd, _ in rows), ""]
 
 
 if __name__ == "__main__":

@@ -68,6 +68,26 @@ class TrainingData(BaseModel):
     test_wa: float | None = Field(None, description="Weighted accuracy, held-out speakers.")
 
 
+class TrainingRecord(BaseModel):
+    """training_metrics.json: what training hands export, beside the student checkpoint.
+
+    Export copies `calibration`, `trained_on` and `note` into bundle.json's fields of those
+    names and the whole record into `training_metrics`. Every field may be absent: checkpoints
+    written before calibration existed hold only fold, test_speakers, student_val and test.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    fold: int | None = None
+    test_speakers: list[str] | None = None
+    student_val: dict[str, Any] | None = Field(
+        None, description="wa, ua, confusion and labels on the validation speakers (best epoch)."
+    )
+    test: dict[str, Any] | None = Field(None, description="The same on the held-out speakers.")
+    calibration: Calibration | None = None
+    trained_on: TrainingData | None = None
+    note: str | None = Field(None, description="What a user must know before trusting it.")
+
+
 class BundleMetadata(BaseModel):
     """bundle.json. Unknown keys are errors, so a service never misreads a newer bundle."""
 

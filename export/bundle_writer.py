@@ -32,6 +32,7 @@ from emodistill.bundle import (
     TRAINING_METRICS,
     BundleMetadata,
     TensorSpec,
+    TrainingRecord,
     checksum_problems,
     read_metadata,
     sha256_of,
@@ -103,6 +104,18 @@ def check_checkpoint(checkpoint: Path, expected_labels: list[str] | None = None)
     if rate != SAMPLE_RATE_HZ:
         raise CheckpointError(f"{checkpoint}: sampling_rate {rate}, expected {SAMPLE_RATE_HZ}")
     return config
+
+
+def read_training_record(checkpoint: Path) -> TrainingRecord:
+    """What training wrote beside the checkpoint (`TRAINING_METRICS`); empty when it wrote
+    nothing (a checkpoint saved by hand)."""
+    path = checkpoint / TRAINING_METRICS
+    if not path.is_file():
+        return TrainingRecord()
+    try:
+        return TrainingRecord.model_validate_json(path.read_text())
+    except ValueError as err:
+        raise CheckpointError(f"{path} is not a training record: {err}") from err
 
 
 def _labels(config: dict[str, Any]) -> list[str]:
@@ -211,6 +224,7 @@ def export_bundle(
 ) -> BundleMetadata:
     """Write a verified bundle for `checkpoint` into `out` (replacing it); see the module doc."""
     config = check_checkpoint(checkpoint, expected_labels)
+    record = read_training_record(checkpoint)
     model, do_normalize = load_classifier(checkpoint)
     work = out.parent / f".{out.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
@@ -242,8 +256,6 @@ def export_bundle(
             raise ParityError("export refused, parity failed:\n  " + "\n  ".join(failed))
         for name in (MODEL_CONFIG, PREPROCESSOR_CONFIG):
             shutil.copy2(checkpoint / name, work / name)
-        metrics_file = checkpoint / TRAINING_METRICS
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         metadata = BundleMetadata(
             name=options.name,
             version=options.version,
@@ -267,11 +279,12 @@ def export_bundle(
                 "hidden_size": config.get("hidden_size"),
                 "num_hidden_layers": config.get("num_hidden_layers"),
             },
-            training_metrics=metrics,
+            # As training wrote it: the keys it holds, in its order.
+            training_metrics=record.model_dump(mode="json", exclude_unset=True),
             parity=figures,
-            calibration=metrics.get("calibration"),
-            trained_on=metrics.get("trained_on"),
-            note=metrics.get("note"),
+            calibration=record.calibration,
+            trained_on=record.trained_on,
+            note=record.note,
         )
         (work / METADATA).write_text(metadata.model_dump_json(indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
 from emodistill.audio import SAMPLE_RATE_HZ
+from emodistill.bundle import MODEL_CONFIG, PREPROCESSOR_CONFIG
 
 from .batch_invariant import classify
 from .config import StudentConfig
@@ -35,8 +36,8 @@ from .encoders import (
     norm_settings,
 )
 
+# Training only: never copied into a bundle (emodistill/bundle.py names the files that are).
 HEADS_FILE = "projection_heads.pt"
-PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
 def _head_settings(config: StudentConfig, labels: list[str]) -> dict[str, Any]:
@@ -99,9 +100,9 @@ def build_feature_extractor(config: StudentConfig) -> Wav2Vec2FeatureExtractor:
 
 def load_classifier(checkpoint_dir: Path) -> tuple[SpeechClassifier, bool]:
     """A saved student folder -> (classifier in eval mode, do_normalize of its preprocessor)."""
-    config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
+    config = json.loads((Path(checkpoint_dir) / MODEL_CONFIG).read_text())
     model = family_of(config.get("model_type")).classifier_class.from_pretrained(checkpoint_dir)
-    preprocessor = json.loads((Path(checkpoint_dir) / PREPROCESSOR_FILE).read_text())
+    preprocessor = json.loads((Path(checkpoint_dir) / PREPROCESSOR_CONFIG).read_text())
     return model.eval(), bool(preprocessor.get("do_normalize"))
 
 

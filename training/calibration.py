@@ -4,13 +4,13 @@ After a fold's student is trained, one temperature T is fitted on its validation
 predictions (minimum negative log-likelihood of softmax(logits / T)); the runtime divides
 logits by it. Argmax, hence WA and UA, never changes. Expected calibration error over
 equal-width confidence bins and NLL are recorded before and after, and a reliability diagram
-shows both. Knows nothing of models: it takes logits (or log-probabilities) and labels.
+shows both. Knows nothing of models: it takes logits and labels, and returns the bundle's
+`Calibration` record.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,15 +19,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from emodistill.bundle import Calibration
+from emodistill.scoring import softmax
+
 ECE_BINS = 15
 RELIABILITY_PNG = "reliability.png"  # beside each fold's metrics.json
 # The search range of T: beyond it a model is broken, not merely over- or under-confident.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -67,27 +65,27 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, fitted_on: str) -> dict[str, Any]:
+def calibrate(logits: np.ndarray, labels: np.ndarray, fitted_on: str) -> Calibration:
     """Fit T on (logits [N, C], labels [N]) -> the bundle's `calibration` record."""
     temperature = fit_temperature(logits, labels)
-    return {
-        "temperature": temperature,
-        "fitted_on": fitted_on,
-        "clips": len(labels),
-        "bins": ECE_BINS,
-        "ece_before": ece(_softmax(logits), labels),
-        "ece_after": ece(_softmax(logits / temperature), labels),
-        "nll_before": nll(logits, labels),
-        "nll_after": nll(logits, labels, temperature),
-    }
+    return Calibration(
+        temperature=temperature,
+        fitted_on=fitted_on,
+        clips=len(labels),
+        bins=ECE_BINS,
+        ece_before=ece(softmax(logits), labels),
+        ece_after=ece(softmax(logits / temperature), labels),
+        nll_before=nll(logits, labels),
+        nll_after=nll(logits, labels, temperature),
+    )
 
 
 def held_out(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
     """ECE and NLL of a fitted temperature on predictions it was not fitted on."""
     return {
         "clips": len(labels),
-        "ece_before": ece(_softmax(logits), labels),
-        "ece_after": ece(_softmax(logits / temperature), labels),
+        "ece_before": ece(softmax(logits), labels),
+        "ece_after": ece(softmax(logits / temperature), labels),
         "nll_before": nll(logits, labels),
         "nll_after": nll(logits, labels, temperature),
     }
@@ -101,7 +99,7 @@ def plot_reliability(
     bins = range(ECE_BINS)
     centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
     for t, name, colour in ((1.0, "before", "#d95f02"), (temperature, "after", "#1b9e77")):
-        probs = _softmax(logits / t)
+        probs = softmax(logits / t)
         confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
         which = _bin_of(confidence, ECE_BINS)
         accuracy = [correct[which == b].mean() if (which == b).any() else np.nan for b in bins]

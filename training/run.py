@@ -17,12 +17,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from emodistill.bundle import TRAINING_METRICS
+from emodistill.bundle import TRAINING_METRICS, Calibration, TrainingData, TrainingRecord
+from emodistill.scoring import probabilities
 from student.model import EmoDistillStudent
 
 from .calibration import RELIABILITY_PNG, calibrate, held_out, plot_reliability
@@ -34,6 +34,7 @@ from .distill_loss import TEACHERS
 from .distributed import DistContext, init_distributed
 from .features import EgemapsCache, extract_all
 from .folds import Fold, FoldSplit, folds_path, read_folds, split
+from .metrics import Scores
 from .report import write_run_report
 from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
 from .trainer import StudentTrainer, TeacherTargets, evaluate_student
@@ -111,32 +112,29 @@ class Experiment:
             self.ctx.barrier()
         return results
 
-    def _calibrate(
-        self, k: int, val: list[Clip], val_probs: np.ndarray, out: Path
-    ) -> dict[str, Any]:
+    def _calibrate(self, k: int, val: list[Clip], val_logits: np.ndarray, out: Path) -> Calibration:
         """Temperature scaling on the fold's validation speakers; a reliability diagram."""
-        logits = np.log(np.clip(val_probs, 1e-12, None))  # softmax-invariant up to a shift
         labels = np.array([c.label for c in val])
         fold = self.folds[k]
         fitted_on = f"fold {k} validation speakers ({', '.join(fold.val_speakers)})"
-        record = calibrate(logits, labels, fitted_on)
+        calibration = calibrate(val_logits, labels, fitted_on)
         title = f"Fold {k}: student on its validation speakers"
-        plot_reliability(logits, labels, record["temperature"], title, out / RELIABILITY_PNG)
-        return record
+        plot_reliability(val_logits, labels, calibration.temperature, title, out / RELIABILITY_PNG)
+        return calibration
 
-    def _trained_on(self, k: int, parts: FoldSplit, test: dict[str, Any]) -> dict[str, Any]:
+    def _trained_on(self, k: int, parts: FoldSplit, test: Scores) -> TrainingData:
         corpus = self.run.corpus
         seen = [*parts.train, *parts.val]
-        return {
-            "corpus": CORPUS_NAMES.get(corpus.kind, corpus.prepared_dir.name),
-            "utterances": len(seen),
-            "speakers": len({u.speaker for u in seen}),
-            "protocol": corpus.protocol,
-            "fold": k,
-            "test_speakers": list(self.folds[k].test_speakers),
-            "test_ua": test["ua"],
-            "test_wa": test["wa"],
-        }
+        return TrainingData(
+            corpus=CORPUS_NAMES.get(corpus.kind, corpus.prepared_dir.name),
+            utterances=len(seen),
+            speakers=len({u.speaker for u in seen}),
+            protocol=corpus.protocol,
+            fold=k,
+            test_speakers=list(self.folds[k].test_speakers),
+            test_ua=test.ua,
+            test_wa=test.wa,
+        )
 
     def run_fold(
         self,
@@ -169,17 +167,18 @@ class Experiment:
         if self.ctx.is_main:
             student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
             batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
-            test_scores, probs = evaluate_student(
+            test_scores, test_logits = evaluate_student(
                 student, test, self.labels, self.ctx.device, batch_audio_s
             )
-            _write_predictions(out / "predictions.csv", test, probs, self.labels)
-            _, val_probs = evaluate_student(
+            _write_predictions(
+                out / "predictions.csv", test, probabilities(test_logits), self.labels
+            )
+            _, val_logits = evaluate_student(
                 student, val, self.labels, self.ctx.device, batch_audio_s
             )
-            calibration = self._calibrate(k, val, val_probs, out)
-            test_logits = np.log(np.clip(probs, 1e-12, None))
+            calibration = self._calibrate(k, val, val_logits, out)
             test_labels = np.array([c.label for c in test])
-            on_test = held_out(test_logits, test_labels, calibration["temperature"])
+            on_test = held_out(test_logits, test_labels, calibration.temperature)
             metrics = {
                 "fold": k,
                 "test_speakers": list(fold.test_speakers),
@@ -190,20 +189,24 @@ class Experiment:
                     "student": test_scores.to_dict(),
                 },
                 "student_val": result.best_val.to_dict(),
-                "calibration": calibration,
+                "calibration": calibration.model_dump(),
                 "calibration_on_test": on_test,
                 "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
             }
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             # Beside the checkpoint, so an exported bundle can say what its model learned
             # from, how it scored on unheard speakers, and how to calibrate it.
-            summary = {k: metrics[k] for k in ("fold", "test_speakers", "student_val")}
-            summary["test"] = metrics["models"]["student"]
-            summary["calibration"] = calibration
-            summary["trained_on"] = self._trained_on(k, parts, test_scores.to_dict())
-            if (note := CORPUS_NOTES.get(self.run.corpus.kind)) is not None:
-                summary["note"] = note
+            record = TrainingRecord(
+                fold=k,
+                test_speakers=list(fold.test_speakers),
+                student_val=result.best_val.to_dict(),
+                test=test_scores.to_dict(),
+                calibration=calibration,
+                trained_on=self._trained_on(k, parts, test_scores),
+                note=CORPUS_NOTES.get(self.run.corpus.kind),
+            )
             checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
+            summary = record.model_dump(exclude_none=True)
             checkpoint_metrics.write_text(json.dumps(summary, indent=2) + "\n")
         self.ctx.barrier()
         return metrics

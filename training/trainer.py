@@ -297,7 +297,7 @@ class StudentTrainer:
     # --- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, clips: list[Clip]) -> tuple[Scores, np.ndarray]:
-        """Uncropped clips in length-sorted batches -> (scores, probabilities [N, C])."""
+        """Uncropped clips in length-sorted batches -> (scores, logits [N, C])."""
         return evaluate_student(
             self.model,
             clips,
@@ -356,14 +356,15 @@ def evaluate_student(
     max_batch_audio_s: float,
     autocast: AbstractContextManager[object] | None = None,
 ) -> tuple[Scores, np.ndarray]:
-    """Scores and probabilities [N, C] of `model` on whole (uncropped) clips."""
+    """Scores and logits [N, C] (float32) of `model` on whole (uncropped) clips. Logits, not
+    probabilities: calibration fits its temperature on them and the runtime divides them."""
     model.eval()
     dataset = ClipDataset(clips)
     collate = Collator([c.label for c in clips])
-    probs = np.zeros((len(clips), len(labels)), dtype=np.float32)
+    logits = np.zeros((len(clips), len(labels)), dtype=np.float32)
     for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
         batch = collate([dataset[i] for i in indices])
         with autocast or contextlib.nullcontext():
             out = model(batch.input_values.to(device), batch.attention_mask.to(device))
-        probs[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-    return score([c.label for c in clips], probs.argmax(1).tolist(), labels), probs
+        logits[indices] = out.logits.float().cpu().numpy()
+    return score([c.label for c in clips], logits.argmax(1).tolist(), labels), logits

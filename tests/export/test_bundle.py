@@ -21,6 +21,7 @@ from emodistill.bundle import (
     METADATA,
     MODEL_FP16,
     MODEL_FP32,
+    TRAINING_METRICS,
     BundleError,
     load_bundle,
     sha256_of,
@@ -249,3 +250,60 @@ def test_bundle_json_rejects_unknown_keys(exported, tmp_path):
     (tmp_path / METADATA).write_text(json.dumps({**data, "surprise": 1}))
     with pytest.raises(BundleError, match="not a valid bundle description"):
         load_bundle(tmp_path, verify=False)
+
+
+# training_metrics.json as training wrote it before calibration existed, and as it writes it
+# now (the layout of a synthetic-corpus fold): both must still export.
+SCORES = {"wa": 0.5, "ua": 0.5, "confusion": [[1, 1], [1, 1]], "labels": ["neutral", "angry"]}
+BEFORE_CALIBRATION = {"fold": 0, "test_speakers": ["S01F"], "student_val": SCORES, "test": SCORES}
+WITH_CALIBRATION = {
+    **BEFORE_CALIBRATION,
+    "calibration": {
+        "temperature": 1.7,
+        "fitted_on": "fold 0 validation speakers (S01M)",
+        "clips": 8,
+        "bins": 15,
+        "ece_before": 0.2,
+        "ece_after": 0.05,
+        "nll_before": 1.5,
+        "nll_after": 1.3,
+    },
+    "trained_on": {
+        "corpus": "synthetic (espeak-ng)",
+        "utterances": 56,
+        "speakers": 7,
+        "protocol": "speaker",
+        "fold": 0,
+        "test_speakers": ["S01F"],
+        "test_ua": 0.5,
+        "test_wa": 0.5,
+    },
+    "note": "Demo model.",
+}
+
+
+@pytest.mark.parametrize("record", [BEFORE_CALIBRATION, WITH_CALIBRATION], ids=["old", "now"])
+def test_every_training_record_layout_exports(tmp_path, record):
+    """bundle.json copies the record as training wrote it, and takes its calibration, what
+    the model learned from and its note from it (none of them in the older layout)."""
+    checkpoint = write_checkpoint(tmp_path / "checkpoint", "group")
+    (checkpoint / TRAINING_METRICS).write_text(json.dumps(record, indent=2))
+    quick = ExportOptions(
+        reference_clips=4, invariance_clips=4, agreement_clips=16, int8=False, naive_contrast=False
+    )
+    export_bundle(checkpoint, tmp_path / "bundle", quick)
+    metadata = load_bundle(tmp_path / "bundle")  # as a service reads it
+    assert metadata.training_metrics == record
+    for key in ("calibration", "trained_on"):
+        found = getattr(metadata, key)
+        assert (found.model_dump() if found else None) == record.get(key)
+    assert metadata.note == record.get("note")
+
+
+def test_a_malformed_training_record_is_a_checkpoint_error(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "checkpoint", "group")
+    for bad in ({"calibration": {"temperature": -1.0}}, {**BEFORE_CALIBRATION, "surprise": 1}):
+        (checkpoint / TRAINING_METRICS).write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=f"{TRAINING_METRICS} is not a training record"):
+            export_bundle(checkpoint, tmp_path / "bundle", FAST)
+    assert not (tmp_path / "bundle").exists()

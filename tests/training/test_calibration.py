@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emodistill.bundle import Calibration
 from training.calibration import calibrate, ece, fit_temperature, nll, plot_reliability
 
 
@@ -29,11 +30,24 @@ def test_fit_recovers_a_known_temperature():
 def test_calibration_lowers_ece_and_nll_and_keeps_argmax():
     z, labels = overconfident()
     record = calibrate(z, labels, "test")
-    assert record["ece_after"] < record["ece_before"] / 2
-    assert record["nll_after"] < record["nll_before"]
-    t = record["temperature"]
+    assert record.ece_after < record.ece_before / 2
+    assert record.nll_after < record.nll_before
+    t = record.temperature
     assert ((z / t).argmax(axis=1) == z.argmax(axis=1)).all()
-    assert record["bins"] == 15 and record["clips"] == len(labels)
+    assert record.bins == 15 and record.clips == len(labels)
+
+
+def test_calibration_is_the_bundles_record_and_ignores_a_shift_of_the_logits():
+    """calibrate returns bundle.Calibration, which bundle.json holds as is; a per-clip shift of
+    the logits (log-probabilities are one) fits the same temperature."""
+    z, labels = overconfident(n=1000)
+    record = calibrate(z, labels, "fold 0 validation speakers")
+    assert isinstance(record, Calibration)
+    assert Calibration.model_validate_json(record.model_dump_json()) == record
+    shifted = calibrate(z - np.log(np.exp(z).sum(axis=1, keepdims=True)), labels, "shifted")
+    # Tolerance 1e-4: the bounded search stops within its own xatol of the same minimum.
+    assert shifted.temperature == pytest.approx(record.temperature, rel=1e-4)
+    assert shifted.nll_after == pytest.approx(record.nll_after, rel=1e-9)
 
 
 def test_ece_of_a_calibrated_model_is_small_and_of_a_wrong_one_is_large():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from emodistill.bundle import Calibration, TrainingRecord
 from tests.conftest import write_tiny_bert
 from training.cli import main
 from training.corpus import synthetic_text
@@ -84,6 +85,7 @@ def test_run_writes_fold_metrics_checkpoint_and_report(config_file: Path, capsys
         (run_dir / "fold_0" / "student" / "checkpoint" / "training_metrics.json").read_text()
     )
     assert card["calibration"] == calibration
+    assert TrainingRecord.model_validate(card).calibration == Calibration(**calibration)
     assert card["trained_on"]["corpus"] == "synthetic (espeak-ng)"
     assert card["trained_on"]["speakers"] == 7 and card["trained_on"]["test_speakers"] == ["S01F"]
     assert "does not recognise emotion in real voices" in card["note"]

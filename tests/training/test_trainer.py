@@ -9,9 +9,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from emodistill.audio import load_audio
 from student.encoders import FAMILIES
 from tests.training.trainer_fixtures import LABELS, run_config, targets, write_clips
 from training.distill_loss import LossTerms
@@ -117,3 +119,29 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert len(losses[0]) == len(losses[1]) == 4
     for a, b in zip(*losses, strict=True):
         assert a["total"] == pytest.approx(b["total"], abs=1e-5)
+
+
+def test_evaluation_returns_each_clips_logits_as_if_alone(tmp_path: Path):
+    """evaluate_student hands on logits (calibration and the runtime start from them), in the
+    clips' order, equal to the model's on each clip alone, with scores from their argmax."""
+    clips = write_clips(tmp_path / "clips")
+    trainer = StudentTrainer(
+        run_config(4),
+        LABELS,
+        clips,
+        clips[:4],
+        targets(len(clips)),
+        tmp_path / "run",
+        progress=False,
+    )
+    scores, logits = trainer.evaluate(clips)
+    model = trainer.model.eval()
+    with torch.no_grad():
+        for i, clip in enumerate(clips):
+            audio = torch.from_numpy(load_audio(clip.path))[None]
+            alone = model(audio, torch.ones_like(audio, dtype=torch.long)).logits[0]
+            # Tolerance 1e-5: the same clip, padded within a batch or alone.
+            assert np.abs(logits[i] - alone.numpy()).max() <= 1e-5
+    predicted = logits.argmax(axis=1)
+    correct = sum(int(p == c.label) for p, c in zip(predicted, clips, strict=True))
+    assert scores.wa == pytest.approx(correct / len(clips))
