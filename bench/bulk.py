@@ -16,7 +16,7 @@ chunk reaches the model (the workers' start); the CPU decoding costs per audio-s
 so the most the cores can do when decoding and the engine share them (`cpu_ceiling`); and
 the demo bundle again on `--long-run-files` files, where the start weighs less.
 
-Ray: the same files through `emodistill.bulk_ray.score_files_ray` on a local Ray of this
+Ray: the same files through `emodistill.bulk.ray.score_files_ray` on a local Ray of this
 machine's cores (started once: `ray_start_s`), timed in alternation with the other two. Each
 run pays its own fixed cost (the model actor's start and model load, the pipeline's
 scheduling, the dataset read back): `ray_fixed_s` is a run of one file. `ray_over_bulk` is
@@ -44,8 +44,8 @@ import soundfile as sf
 import emodistill
 from bench.report import Results
 from bench.timing import timed, timed_together
-from emodistill.bulk import BulkOptions, default_workers, score_files
-from emodistill.bulk_decode import decode_file, decoded_chunks
+from emodistill.bulk.decode import decode_path, decoded_chunks
+from emodistill.bulk.score import BulkOptions, default_workers, score_files
 from emodistill.bundle import METADATA
 
 if TYPE_CHECKING:  # not imported at run time: the spawned workers import this script again
@@ -100,7 +100,7 @@ def decode_ms_per_audio_s(rec: Recognizer, paths: list[str], audio_s: float) -> 
     limits = rec.pipeline.limits
     start = time.process_time()
     for path in paths:
-        decode_file(path, limits)
+        decode_path(path, limits)
     return 1000 * (time.process_time() - start) / audio_s
 
 
@@ -113,7 +113,7 @@ def cpu_ceiling(engine_audio_s_per_s: float, decode_ms: float, cores: int) -> fl
 def ray_run(bundle: str, paths: list[str], out: Path) -> Callable[[], object]:
     """A Ray Data run over `paths` into the folder `out` (written anew each time). Ray is
     imported where it runs: the spawned decoding workers import this module again."""
-    from emodistill.bulk_ray import RayOptions, score_files_ray
+    from emodistill.bulk.ray import RayOptions, score_files_ray
 
     options = RayOptions(device="cpu", progress=False)
     return lambda: score_files_ray(paths, bundle, str(out), options)
@@ -196,7 +196,7 @@ def measure(
 
 def start_ray() -> float:
     """Seconds to start a local Ray of this machine's cores (once for every run)."""
-    from emodistill.bulk_ray import connect
+    from emodistill.bulk.ray import connect
 
     start = time.perf_counter()
     connect(None, quiet=True)
@@ -292,7 +292,7 @@ def report_section(results: Results, model: str) -> list[str]:
     start = bulk.get("ray_start_s")
     lines += [
         "",
-        "**On Ray Data** (`python -m emodistill score --ray`, emodistill/bulk_ray.py): the same "
+        "**On Ray Data** (`python -m emodistill score --ray`, emodistill/bulk/ray.py): the same "
         "files through a local Ray of these cores, timed in alternation with the engine and "
         "the embedded scorer. A Ray run pays a fixed cost the embedded one does not (the "
         "actor's start and the model's load, the dataset's planning, the parts written and "

@@ -1,6 +1,6 @@
 """`python -m emodistill score INPUT... --model BUNDLE --out FILE [--ray [ADDRESS]]`: score many
-files into one table, in this process (emodistill/bulk.py) or on a Ray cluster
-(emodistill/bulk_ray.py); see README.md, "Bulk scoring".
+files into one table, in this process (emodistill/bulk/score.py) or on a Ray cluster
+(emodistill/bulk/ray.py); see README.md, "Bulk scoring".
 
 Imports nothing heavy at the top: the decoding workers (spawned) import this module again.
 """
@@ -97,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def score_ray(args: argparse.Namespace, paths: list[str]) -> None:
-    from emodistill.bulk_ray import RayOptions, check_output, connect, score_files_ray
+    from emodistill.bulk.ray import RayOptions, check_output, connect, score_files_ray
 
     if args.workers or args.chunk_audio_s:
         sys.exit("error: --workers and --chunk-audio-s are for runs without --ray")
@@ -121,10 +121,10 @@ def score_ray(args: argparse.Namespace, paths: list[str]) -> None:
 def main() -> None:
     args = parser().parse_args()
     import emodistill
-    from emodistill.bulk import BulkOptions, score_files
-    from emodistill.bulk_formats import FormatError, check_format
-    from emodistill.bulk_inputs import InputError, expand_inputs, is_uri
-    from emodistill.bulk_journal import ResumeError
+    from emodistill.bulk.formats import FormatError, check_format
+    from emodistill.bulk.inputs import InputError, expand_inputs, is_uri
+    from emodistill.bulk.journal import ResumeError
+    from emodistill.bulk.score import BulkOptions, score_files
     from emodistill.bundle import BundleError
     from emodistill.gpu import CudaUnavailable
 

@@ -17,11 +17,11 @@ import pytest
 import soundfile as sf
 
 import emodistill
-from emodistill.bulk import BulkOptions, score_files
-from emodistill.bulk_formats import FORMATS, output_columns, read_rows, write_rows
-from emodistill.bulk_inputs import InputError, expand_inputs
-from emodistill.bulk_journal import Journal, ResumeError, prepare
-from emodistill.bulk_rows import columns
+from emodistill.bulk.formats import FORMATS, output_columns, read_rows, write_rows
+from emodistill.bulk.inputs import InputError, expand_inputs
+from emodistill.bulk.journal import Journal, ResumeError, prepare
+from emodistill.bulk.rows import columns
+from emodistill.bulk.score import BulkOptions, score_files
 from emodistill.errors import AudioError
 from tests.conftest import tone, write_tone
 

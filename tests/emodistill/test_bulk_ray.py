@@ -1,4 +1,4 @@
-"""Bulk scoring on Ray Data (emodistill/bulk_ray.py) on a real local Ray cluster that this
+"""Bulk scoring on Ray Data (emodistill/bulk/ray.py) on a real local Ray cluster that this
 module starts and stops: its rows are the embedded scorer's, error rows included; a run
 killed with SIGKILL and resumed ends with each file once; file:// URIs go through pyarrow's
 filesystems, the code s3:// and gs:// take (no object store can be reached here)."""
@@ -20,11 +20,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from emodistill.bulk import BulkOptions, score_files
-from emodistill.bulk_formats import arrow_schema, read_rows
-from emodistill.bulk_inputs import InputError, expand_inputs
-from emodistill.bulk_ray import RayOptions, score_files_ray
-from emodistill.bulk_rows import columns
+from emodistill.bulk.formats import arrow_schema, read_rows
+from emodistill.bulk.inputs import InputError, expand_inputs
+from emodistill.bulk.ray import RayOptions, score_files_ray
+from emodistill.bulk.rows import columns
+from emodistill.bulk.score import BulkOptions, score_files
 from tests.conftest import write_tone
 from tests.emodistill import test_bulk
 from tests.emodistill.test_bulk import PROBABILITY_TOLERANCE, by_file, processes_with

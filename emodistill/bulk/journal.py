@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emodistill.bulk_formats import output_columns, read_rows, write_rows
-from emodistill.bulk_rows import FILE, KIND, PATH, Row
+from emodistill.bulk.formats import output_columns, read_rows, write_rows
+from emodistill.bulk.rows import FILE, KIND, PATH, Row
 
 JOURNAL_SUFFIX = ".journal"
 _JOURNAL_VERSION = 1

@@ -32,7 +32,7 @@ from typing import cast
 import numpy as np
 
 from emodistill.audio_input import AudioLimits, decode_upload
-from emodistill.bulk_inputs import InputError, read_input
+from emodistill.bulk.inputs import InputError, read_input
 from emodistill.errors import AudioError
 
 # Files in the workers at once, per worker: enough that none waits for the next file.
@@ -56,9 +56,9 @@ class Decoded:
     error: str | None = None
 
 
-def decode_file(path: str, limits: AudioLimits) -> Decoded:
+def decode_path(path: str, limits: AudioLimits) -> Decoded:
     """Decode one file (a path or URI) as the service decodes an upload (in a worker process,
-    or a Ray task: emodistill/bulk_ray.py)."""
+    or a Ray task: emodistill/bulk/ray.py)."""
     try:
         out = decode_upload(read_input(path), limits)
     except (AudioError, InputError) as err:  # InputError: a URI of no known filesystem
@@ -99,7 +99,7 @@ def _alone(path: str, limits: AudioLimits) -> Decoded:
     """Decode one file in a pool of its own: a worker's death is then this file's doing."""
     with _pool(1) as pool:
         try:
-            return pool.submit(decode_file, path, limits).result()
+            return pool.submit(decode_path, path, limits).result()
         except BrokenProcessPool:
             return Decoded(path, None, 0.0, "the decoder process died on this file")
 
@@ -115,7 +115,7 @@ def _decode_in_order(
             while len(in_flight) < FILES_IN_FLIGHT_PER_WORKER * workers:
                 if (path := next(files, None)) is None:
                     break
-                in_flight.append((path, pool.submit(decode_file, path, limits)))
+                in_flight.append((path, pool.submit(decode_path, path, limits)))
             if not in_flight:
                 return
             path, future = in_flight.popleft()

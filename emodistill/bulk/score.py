@@ -2,12 +2,12 @@
 per segment, resumable after a kill at any moment.
 
     rec = emodistill.load("models/demo/bundle")
-    paths = emodistill.bulk_inputs.expand_inputs(["calls/**/*.wav", "manifest.csv"])
+    paths = emodistill.bulk.inputs.expand_inputs(["calls/**/*.wav", "manifest.csv"])
     summary = score_files(rec, paths, Path("out.parquet"), BulkOptions(workers=4))
 
-Worker processes decode the files ahead of the model (bulk_decode); the model scores them a
-chunk at a time with `Recognizer.predict_many`, whose windows are batched by length across
-the chunk's files; each chunk's rows go to the journal (bulk_journal), which becomes the
+Worker processes decode the files ahead of the model (bulk/decode.py); the model scores them a
+chunk at a time through the recognizer's pipeline, whose windows are batched by length across
+the chunk's files; each chunk's rows go to the journal (bulk/journal.py), which becomes the
 output at the end. A file the runtime refuses is an error row, never the end of the run;
 anything else (the model failing) stops it, and `resume=True` goes on from the journal.
 
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from emodistill.bulk_decode import Decoded, decoded_chunks
-from emodistill.bulk_formats import check_format, partial_path
-from emodistill.bulk_journal import fold, prepare
-from emodistill.bulk_rows import ERROR, Row, answer_rows, columns, error_row
+from emodistill.bulk.decode import Decoded, decoded_chunks
+from emodistill.bulk.formats import check_format, partial_path
+from emodistill.bulk.journal import fold, prepare
+from emodistill.bulk.rows import ERROR, Row, answer_rows, columns, error_row
 from emodistill.errors import AudioError, NonFiniteAnswerError
 
 if TYPE_CHECKING:

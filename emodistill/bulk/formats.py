@@ -6,7 +6,7 @@ JSON write Python's shortest repr); null is an empty CSV field, JSON null, Parqu
 `write_rows` writes beside the target and renames it over, so the output is always a whole,
 valid file: the previous one, or the new one.
 
-Knows the columns' types (bulk_rows.TEXT_COLUMNS) but not what they mean. pyarrow is
+Knows the columns' types (rows.TEXT_COLUMNS) but not what they mean. pyarrow is
 imported only for Parquet.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from emodistill.bulk_rows import TEXT_COLUMNS, Row
+from emodistill.bulk.rows import TEXT_COLUMNS, Row
 
 FORMATS = (".parquet", ".csv", ".jsonl")
 # Rows per Parquet row group and per conversion: about a megabyte of Python objects.

@@ -5,12 +5,12 @@
 
 The pipeline, streamed (Ray holds a few batches in flight, whatever the number of files):
 1. the paths to score -> decoding as CPU tasks, DECODE_TASK_FILES files a task, with
-   bulk_decode.decode_file (local paths and URIs: bulk_inputs.read_input);
+   bulk.decode.decode_path (local paths and URIs: inputs.read_input);
 2. the model in a pool of actors, each loading the bundle once and scoring a batch of decoded
    files with bulk.score_chunk: one GPU an actor on a GPU cluster, CPU actors otherwise;
 3. Parquet parts written by Ray as a dataset, into the folder `--out` names (a local path or
    s3:// / gs://; on several nodes, storage that every node sees).
-The rows are bulk_rows' (the same schema, error rows included); their order is the order in
+The rows are rows.py's (the same schema, error rows included); their order is the order in
 which batches finish, each file's rows together, its file row first.
 
 Resume. A file's rows come from one scoring call, one block (Ray splits blocks only past
@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emodistill.audio_input import AudioLimits
-from emodistill.bulk import BulkSummary, score_chunk
-from emodistill.bulk_decode import Decoded, decode_file
-from emodistill.bulk_formats import FormatError, arrow_schema
-from emodistill.bulk_inputs import is_uri, locate
-from emodistill.bulk_journal import check_columns
-from emodistill.bulk_rows import DURATION_S, ERROR, FILE, KIND, PATH, columns
+from emodistill.bulk.decode import Decoded, decode_path
+from emodistill.bulk.formats import FormatError, arrow_schema
+from emodistill.bulk.inputs import is_uri, locate
+from emodistill.bulk.journal import check_columns
+from emodistill.bulk.rows import DURATION_S, ERROR, FILE, KIND, PATH, columns
+from emodistill.bulk.score import BulkSummary, score_chunk
 from emodistill.bundle import read_metadata
 from emodistill.options import InferenceOptions
 
@@ -137,7 +137,7 @@ def _decode(batch: pa.Table, limits: AudioLimits) -> pa.Table:
     paths, locations = batch.column(PATH).to_pylist(), batch.column("location").to_pylist()
     return _decoded_table(
         [
-            dataclasses.replace(decode_file(location, limits), path=path)
+            dataclasses.replace(decode_path(location, limits), path=path)
             for path, location in zip(paths, locations, strict=True)
         ]
     )
