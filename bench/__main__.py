@@ -39,16 +39,16 @@ def run_all(settings: Settings, model: str) -> list[str]:
     return failed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--full", action="store_true", help="every size and length on the CPU (long)")
     p.add_argument("--gpu", action="store_true", help="the GPU set (needs onnxruntime-gpu)")
     p.add_argument("--model", default="models/demo/bundle", help="demo bundle for the service load")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from docs/bench")
     p.add_argument("--only", default=None, help="run these sections alone, e.g. engine,service")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     failed = []
     if args.gpu and not args.report_only:
         import torch
@@ -68,4 +68,5 @@ def main() -> None:
         sys.exit(f"failed: {', '.join(failed)}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -87,8 +87,8 @@ def multipart(wav: bytes) -> bytes:
 
 def serve(argv: list[str]) -> None:
     """`serve`: python -m service's settings and processes, the simulated engine inside."""
+    from service.cli import settings_from_cli
     from service.processes import serve as serve_service
-    from service.settings import settings_from_cli
 
     p = argparse.ArgumentParser(prog="python -m bench.frontend serve")
     p.add_argument("--fixed-ms", type=float, default=DEFAULT_FIXED_MS)

@@ -131,14 +131,3 @@ class Settings(BaseSettings, InferenceOptions):
         default_factory=list, description="Origins allowed by CORS; empty: CORS off."
     )
     warmup: bool = Field(True, description="Run a full batch at start; not ready until done.")
-
-
-def settings_from_cli(argv: list[str] | None = None) -> Settings:
-    """Settings from flags (argv), then EMODISTILL_ variables, then defaults."""
-    from pydantic_settings import CliSettingsSource
-
-    args = list(argv or [])
-    source: CliSettingsSource[Settings] = CliSettingsSource(
-        Settings, cli_prog_name="python -m service", cli_parse_args=args, cli_kebab_case=True
-    )
-    return Settings(_cli_settings_source=source(args=args))  # type: ignore[call-arg]

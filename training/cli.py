@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emodistill.cli import add_device_flag
+
 from .corpus.manifest import read_manifest
 from .folds import PROTOCOLS, FoldError, make_folds, split
 
@@ -114,12 +116,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, required=True, help="YAML run config (training/configs/)")
     p.add_argument("--folds", default=None, help="'all' or a list like 0,3 (default: the config's)")
     p.add_argument("--out", type=Path, default=None, help="runs folder (default: the config's)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_flag(p, "teachers and student train")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="turn a corpus into manifest.csv + folds")
@@ -167,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.set_defaults(func=cmd_features)
 
-    p = commands.add_parser("run", help="teachers + student for each fold; report.md")
+    p = commands.add_parser(
+        "train", aliases=["run"], help="teachers + student for each fold; report.md"
+    )
     _add_run_flags(p)
     p.add_argument("--resume", action="store_true", help="continue a killed run from its state")
     p.set_defaults(func=cmd_run)
@@ -184,12 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="synthetic corpus -> teachers -> tiny student")
     p.add_argument("--out", type=Path, default=Path("models/demo"), help="demo folder")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_flag(p, "teachers and student train")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m training") -> None:
+    args = build_parser(prog).parse_args(argv)
     args.func(args)

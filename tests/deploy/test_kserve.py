@@ -18,8 +18,8 @@ import pytest
 import referencing
 import yaml
 
+from service.cli import settings_from_cli
 from service.routes import router
-from service.settings import settings_from_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 KSERVE = ROOT / "deploy" / "kserve"
