@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.ceiling import GFLOP_PER_AUDIO_S, PEAK_FP16_TFLOPS
+from bench.gpu_fold import checklist_lines
 
 DOCS = Path("docs")
 OUT = DOCS / "bench"
@@ -554,17 +555,6 @@ def frontend_table(shown_cmd: str, frontend: dict) -> list[str]:
     return [*lines, ""]
 
 
-def write_gpu_summary(results: dict[str, tuple[str, dict]]) -> Path | None:
-    """docs/bench/gpu.json: every figure of the GPU checklist in one file, with its command."""
-    measured = {name: {"command": cmd, **data} for name, (cmd, data) in results.items()
-                if name in GPU}  # fmt: skip
-    if not measured:
-        return None
-    path = OUT / "gpu.json"
-    path.write_text(json.dumps(measured, indent=2) + "\n")
-    return path
-
-
 def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
     lines = [
         "# Benchmarks",
@@ -636,6 +626,7 @@ def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
     else:
         lines += ["**GPU.**", "", *pending("service_gpu", model)]
     lines += ["## 4. Training on a GPU", "", *training_table(results, model)]
+    lines += ["### The GPU checklist's last run", "", *checklist_lines(OUT / "gpu.json")]
     lines += ["## 5. Bulk scoring", ""]
     lines += bulk_table(*results["bulk"]) if "bulk" in results else ["Pending.", ""]
     lines += ["## 6. Decoding each format", ""]
@@ -647,7 +638,6 @@ def write_report(results: dict[str, tuple[str, dict]], model: str) -> Path:
             *results["service_workers"],
             "CPU, tiny demo bundle, 2 HTTP workers + model process",
         )
-    write_gpu_summary(results)
     path = DOCS / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
     services = {
