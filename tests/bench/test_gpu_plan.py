@@ -136,6 +136,7 @@ def test_stage_1_runs_on_the_cpu_through_its_entry_point(tmp_path: Path) -> None
     record = gpu_fold.gpu_record(tmp_path)
     assert record["results"] == {} and record["device"] is None
     assert record["stages"]["1"]["not_measured"] == gpu_fold.NO_GPU
+    assert record["stages"]["2"]["why"] == "stage2.json did not come back"
 
 
 def test_a_section_the_budget_cannot_hold_says_why(
@@ -158,15 +159,23 @@ def test_the_fold_writes_gpu_figures_with_their_device(tmp_path: Path) -> None:
         "train_gpu": {"ran": True, "command": "python -m bench.train_probe", "result": train},
         "engine_gpu": {"ran": False, "why": "not started: budget"}}}  # fmt: skip
     (tmp_path / "stage1.json").write_text(json.dumps(stage))
+    row = {"engine": "onnx-fp16-cuda", "clip_s": 2.0, "batch": 8, "ms_per_batch": 4.0,
+           "audio_s_per_s": 4000.0, "fraction_of_ceiling": 0.07}  # fmt: skip
+    onnx = {"ran": True, "command": "python -m bench.engine", "result": {"rows": [row]}}
+    stage_2 = {"install": "ok", "device": device, "sections": {"engine_onnx_gpu": onnx}}
+    (tmp_path / "stage2.json").write_text(json.dumps(stage_2))
     summary = gpu_fold.fold(tmp_path, docs=tmp_path / "docs", report=False)
     assert "NVIDIA H100" in summary
     gpu = json.loads((tmp_path / "docs/bench/gpu.json").read_text())
     assert gpu["device"]["torch_device"] == "NVIDIA H100 80GB HBM3"
     assert gpu["results"]["train_gpu"]["audio_s_per_s"] == 1024.0
-    assert gpu["stages"]["2"]["why"] == "stage2.json did not come back"
+    assert gpu["stages"]["2"]["sections"]["engine_onnx_gpu"]["ran"]
     shown = json.loads((tmp_path / "docs/bench/train_gpu.json").read_text())
     assert shown["command_shown"] == "python -m bench.train_probe"
-    assert not (tmp_path / "docs/bench/engine_gpu.json").exists()
+    # The report's engine section is the ONNX run (stage 1's engine_gpu did not run).
+    engine = json.loads((tmp_path / "docs/bench/engine_gpu.json").read_text())
+    assert engine["rows"] == [row] and engine["command_shown"] == "python -m bench.engine"
+    assert not (tmp_path / "docs/bench/base_bundle_gpu.json").exists()
     text = "\n".join(gpu_fold.checklist_lines(tmp_path / "docs/bench/gpu.json"))
     assert "NVIDIA H100" in text and "not started: budget" in text
 
