@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 DEPS := $(VENV)/.deps-$(LOCK)
 STAMP := $(VENV)/.installed-$(LOCK)
 
-.PHONY: install deps lock lint test demo serve bench images compose-test gpu-check clean
+.PHONY: install deps lock lint test demo serve bench images compose-test gpu-check gpu-plan clean
 
 install: $(STAMP)
 deps: $(DEPS)
@@ -76,15 +76,22 @@ bench: demo
 	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,) $(if $(GPU),--gpu,)
 
 # The GPU checklist (bench --gpu: engines eager and compiled, CUDA parity, the service on CUDA,
-# training steps) on a bare GPU host: PyTorch with CUDA 13 installed, no network, no project
-# install. First, on any machine with network: `make gpu-wheels` (every other wheel, about
-# 500 MB, into $(GPU_WHEELS)/); carry the checkout with that folder to the host; there,
-# `make gpu-check` writes docs/bench/gpu.json and docs/benchmarks.md.
+# training steps) on a bare GPU host of our own: PyTorch with CUDA 13 installed, no network, no
+# project install (the borrowed host, 64 MiB per command: make gpu-plan, docs/gpu-check.md).
+# First, on any machine with network: `make gpu-wheels` (every other wheel, about 500 MB,
+# into $(GPU_WHEELS)/); carry the checkout with that folder to the host; there,
+# `make gpu-check` writes docs/bench/*_gpu.json and docs/benchmarks.md.
 GPU_WHEELS ?= gpu-wheels
 GPU_PYTHON ?= python3
 GPU_VENV ?= .gpu-venv
 GPU_PLATFORMS := $(foreach n,2_17 2_24 2_27 2_28 2_31 2_34 2_35,--platform manylinux_$(n)_x86_64) \
 	--platform manylinux2014_x86_64 --platform linux_x86_64 --platform any
+
+# The GPU checklist as the borrowed GPU host runs it (docs/gpu-check.md): fetches what the host
+# lacks into .gpu-plan/ (onnxruntime-gpu in parts) and prints the device tool's calls, in order;
+# `python -m bench.gpu_plan fold DIR` then folds what they brought back into docs/.
+gpu-plan: install
+	$(BIN)/python -m bench.gpu_plan
 
 gpu-wheels:
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary :all: --implementation cp \

@@ -45,14 +45,20 @@ Engine = Callable[[np.ndarray, np.ndarray], object]
 
 
 def engines(
-    preset: str, workdir: Path, devices: set[str], compile_torch: bool = False
+    preset: str,
+    workdir: Path,
+    devices: set[str],
+    compile_torch: bool = False,
+    compile_dtypes: frozenset[str] = frozenset({"fp32", "bf16"}),
 ) -> dict[str, Engine]:
     torch.manual_seed(0)
     config = StudentConfig(pretrained=None, preset=preset)
     model = build_classifier(config, ["a", "b", "c", "d"]).eval()
     normalize = bool(build_feature_extractor(config).do_normalize)
-    onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ, normalize)
     out: dict[str, Engine] = {}
+    cuda_onnx = "cuda" in devices and "CUDAExecutionProvider" in ort.get_available_providers()
+    if "cpu" in devices or cuda_onnx:  # a PyTorch-only run skips the export (a minute for large)
+        onnx_graph.export_fp32(model, workdir / "model.onnx", SAMPLE_RATE_HZ, normalize)
 
     def torch_engine(device: str, dtype: torch.dtype | None, compiled: bool = False) -> Engine:
         m = copy.deepcopy(model).to(device)  # each engine its own copy: .to() moves in place
@@ -88,10 +94,12 @@ def engines(
         # PyTorch's defaults: TF32 off for matrix products, on for cuDNN convolutions.
         out["pytorch-fp32-cuda"] = torch_engine("cuda", None)
         out["pytorch-bf16-cuda"] = torch_engine("cuda", torch.bfloat16)
-        if compile_torch:
+        # Each compiled dtype costs a compilation (a minute or more for base on a GPU host).
+        if compile_torch and "fp32" in compile_dtypes:
             out["pytorch-fp32-compile-cuda"] = torch_engine("cuda", None, compiled=True)
+        if compile_torch and "bf16" in compile_dtypes:
             out["pytorch-bf16-compile-cuda"] = torch_engine("cuda", torch.bfloat16, compiled=True)
-        if "CUDAExecutionProvider" in ort.get_available_providers():
+        if cuda_onnx:
             onnx_graph.convert_fp16(workdir / "model.onnx", workdir / "model.fp16.onnx")
             out["onnx-fp32-cuda"] = onnx_engine(workdir / "model.onnx", cuda=True)
             out["onnx-fp16-cuda"] = onnx_engine(workdir / "model.fp16.onnx", cuda=True)
@@ -114,6 +122,9 @@ def main() -> None:
     p.add_argument(
         "--compile", action="store_true", help="also PyTorch under torch.compile (dynamic shapes)"
     )
+    p.add_argument(
+        "--compile-dtypes", default="fp32,bf16", help="with --compile: which CUDA dtypes to compile"
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -121,7 +132,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = engines(args.preset, Path(tmp), set(args.devices.split(",")), args.compile)
+        runs = engines(
+            args.preset,
+            Path(tmp),
+            set(args.devices.split(",")),
+            args.compile,
+            frozenset(args.compile_dtypes.split(",")),
+        )
         for seconds in lengths:
             for batch in batch_sizes:
                 clips = [

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.commands import DOCS, FULL, GPU, command_for, shown
+from bench.commands import DOCS, FULL, GPU, OUT, command_for, shown
 
 # {benchmark name: (the command as run, its JSON)}: what every section writer reads.
 Results = dict[str, tuple[str, dict[str, Any]]]
@@ -97,12 +97,19 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         ("1. Cascade vs student (ms per clip)", [cascade.report_section]),
         ("2. Engine", [engine.report_section, base_bundle.report_section]),
         ("3. Service under load", [service_load.report_section]),
-        ("4. Training on a GPU", [train_probe.report_section]),
+        ("4. Training on a GPU", [train_probe.report_section, _gpu_checklist]),
         ("5. Bulk scoring", [bulk.report_section]),
         ("6. Decoding each format", [decode.report_section]),
         ("7. The frontend against a simulated GPU", [frontend.report_section]),
     ]
     return goals, sections
+
+
+def _gpu_checklist(results: Results, model: str) -> list[str]:
+    """What the GPU plan's last visit measured, or why not (bench/gpu_fold.py)."""
+    from bench.gpu_fold import checklist_lines
+
+    return ["### The GPU checklist's last run", "", *checklist_lines(OUT / "gpu.json")]
 
 
 def render(results: Results, model: str) -> str:
@@ -124,22 +131,11 @@ def render(results: Results, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_gpu_summary(results: Results, out: Path) -> Path | None:
-    """docs/bench/gpu.json: every figure of the GPU checklist in one file, with its command."""
-    measured = {name: {"command": cmd, **data} for name, (cmd, data) in results.items()
-                if name in GPU}  # fmt: skip
-    if not measured:
-        return None
-    path = out / "gpu.json"
-    path.write_text(json.dumps(measured, indent=2) + "\n")
-    return path
-
-
 def write_report(results: Results, model: str, docs: Path = DOCS) -> Path:
-    """docs/benchmarks.md, docs/bench/gpu.json (GPU figures only) and docs/bench/service.png."""
+    """docs/benchmarks.md and docs/bench/service.png (docs/bench/gpu.json is the GPU plan's
+    fold's alone: bench/gpu_fold.py)."""
     from bench.plots import plot_service
 
-    write_gpu_summary(results, docs / "bench")
     path = docs / "benchmarks.md"
     path.write_text(render(results, model))
     plot_service(results, docs / "bench" / "service.png")
