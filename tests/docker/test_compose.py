@@ -1,5 +1,5 @@
 """What the images are built from agrees with itself, without a Docker engine: the GPU stack's
-versions (versions.env) with the locks, NVIDIA's driver table and the README; every lock with
+versions (versions.env) with the locks, NVIDIA's driver table and docs/install.md; every lock with
 pyproject.toml's extras; the compose files as Compose itself merges them, where it is installed.
 The images and the stack themselves: test_deployment.py (make compose-test)."""
 
@@ -79,10 +79,10 @@ def test_the_minimum_driver_is_nvidias_for_that_cuda():
     assert VERSIONS["MIN_NVIDIA_DRIVER"] == MIN_DRIVER_BY_CUDA_MAJOR[major]
 
 
-def test_the_readme_states_the_gpu_stack():
-    readme = (ROOT / "README.md").read_text()
+def test_the_install_guide_states_the_gpu_stack():
+    guide = (ROOT / "docs" / "install.md").read_text()
     for key in ("CUDA_VERSION", "MIN_NVIDIA_DRIVER", "TORCH_VERSION", "ONNXRUNTIME_VERSION"):
-        assert VERSIONS[key] in readme, f"README does not give {key}={VERSIONS[key]}"
+        assert VERSIONS[key] in guide, f"docs/install.md does not give {key}={VERSIONS[key]}"
 
 
 def test_the_base_compose_file_follows_the_compose_specification():

@@ -10,7 +10,7 @@ needs a Docker engine and is skipped without EMODISTILL_COMPOSE_TEST=1. In order
    resolves but the driver's own libcuda.so.1 (which the NVIDIA Container Toolkit mounts from
    the host), a CUDA session fails for that reason alone, `EMODISTILL_DEVICE=cuda` stops with
    the cause and exit status 1, and `auto` serves model.onnx on the CPU with a warning.
-Then `docker compose down -v`. What only a GPU host shows is in the README (Docker).
+Then `docker compose down -v`. What only a GPU host shows is in docs/service.md (Docker).
 """
 
 from __future__ import annotations

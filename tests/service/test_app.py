@@ -179,7 +179,7 @@ def test_kserve_v2_routes(bundle):
 
 
 def test_api_key_guards_model_work_and_metadata_only(bundle):
-    """The README's rule: the key guards what runs or reveals the model; probes, the page
+    """docs/service.md's rule: the key guards what runs or reveals the model; probes, the page
     (which asks for the key) and the API's description stay open."""
     with client_for(bundle, api_key="s3cret") as client:
         assert post_wav(client, wav_bytes(0.5)).status_code == 401
