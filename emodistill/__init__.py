@@ -1,10 +1,12 @@
 """The contract shared by every stage and the torch-free runtime.
 
 - The contract: audio in (`audio`), the model bundle (`bundle`).
-- The runtime: `load(bundle).predict(audio)` (`recognizer`), over the onnxruntime session
-  (`runtime`), decoding with FFmpeg (`decoder`) and its limits (`audio_input`), speech
-  segments (`segments`), calibrated probabilities and aggregation (`scoring`); bulk scoring
-  (`bulk`, `python -m emodistill score`). The service is an HTTP layer over it.
+- The runtime: `load(bundle).predict(audio)` (`recognizer`) is the one pipeline (`pipeline`:
+  decode with FFmpeg (`decoder`) within the limits (`audio_input`), plan speech segments
+  (`segments`), calibrate and aggregate (`scoring`)) over the onnxruntime session (`runtime`),
+  answering a typed `Prediction` (`prediction`), with its options in one place (`options`) and
+  one error class per failure (`errors`); bulk scoring (`bulk/`); the `emodistill` command
+  (`cli`). The service is an HTTP front end of the same pipeline.
 
 Nothing here may pull in torch, transformers or openSMILE: `service/` and its image import it.
 `load` and `Recognizer` are imported on first use, so training, which reads the contract,
