@@ -27,7 +27,7 @@ from emodistill.runtime import OnnxBackend
 from . import __version__
 from .batcher import Batcher
 from .metrics import ServiceMetrics, model_labels
-from .model_client import ModelClient
+from .model_client import ModelClient, client_limits
 from .model_process import BackendFactory, ServedModel, batcher_config, warm_up
 from .settings import Settings
 
@@ -55,8 +55,8 @@ class ServiceState:
 
     @property
     def model_reachable(self) -> bool:
-        """False once a worker's model process is gone (its requests then get 503)."""
-        return not isinstance(self.batcher, ModelClient) or self.batcher.connected
+        """False once a worker's model process is gone or stalled (its requests then get 503)."""
+        return not isinstance(self.batcher, ModelClient) or self.batcher.reachable
 
     # Typed views for the routes, which run only after start-up has set every part.
     @property
@@ -196,7 +196,7 @@ async def _start_in_process(
 
 async def _start_worker(state: ServiceState, model_socket: str) -> None:
     """One of several HTTP workers: the model and its batcher are in the model process."""
-    client = await ModelClient.connect(model_socket)
+    client = await ModelClient.connect(model_socket, client_limits(state.settings))
     state.backend = state.batcher = client
     state.metrics = ServiceMetrics(model_labels(client), multiprocess=True)
 

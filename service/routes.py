@@ -31,6 +31,7 @@ from emodistill.segments import ClipPlan, speech_plan
 from . import __version__
 from .app import ServiceState
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
+from .model_client import ModelTimeoutError, ModelUnresponsiveError
 from .settings import Settings
 from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, V2RequestError, parse_infer
 
@@ -161,6 +162,11 @@ async def _score(
         ) from err
     except BatcherClosedError as err:
         raise HTTPException(503, "shutting down", {"Retry-After": "5"}) from err
+    except ModelUnresponsiveError as err:
+        retry = {"Retry-After": str(err.retry_after_s)}
+        raise HTTPException(503, "the model is not answering; retry later", retry) from err
+    except ModelTimeoutError as err:
+        raise HTTPException(504, "the model stopped answering (model_timeout_s)") from err
     except NonFiniteAnswerError as err:
         state.meter.nonfinite.inc()
         log.error("the model answered NaN or infinity; the request got 500")
@@ -268,12 +274,18 @@ async def server_metadata() -> dict[str, Any]:
     return {"name": "emodistill", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
-@router.get("/v2/models/{name}/ready", summary="Whether the model is ready (open, like health)")
+@router.get("/v2/models/{name}/ready", summary="Whether the model is ready (needs the key)")
 async def model_ready(request: Request, name: str) -> JSONResponse:
+    _authorize(request)  # it names the model: not for a caller without the key
     _model_or_404(request, name)
     state = _state(request)
     is_ready = state.ready and not state.terminating and state.model_reachable
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _model_or_404(request: Request, name: str) -> BundleMetadata:
@@ -338,7 +350,7 @@ async def infer(request: Request, name: str) -> Response:
     )
     header_length = request.headers.get(BINARY_HEADER)
     declared = request.headers.get("content-length", "")
-    if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
+    if header_length is None and _is_count(declared) and int(declared) > limits.max_json_bytes:
         raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
     async with _state(request).uploads:  # bodies in memory at once: at most max_uploads
         body = await _body(request)

@@ -12,6 +12,7 @@ start-up with one line. The slow engines are bench/simulated_engine.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -233,3 +234,91 @@ def test_workers_suit_the_host(tmp_path):
     assert available_cores(cpu_max) == available_cores(tmp_path / "absent")
     assert auto_workers(Settings(device="cpu"), cores=16) == 1  # the model's threads: the limit
     assert auto_workers(Settings(workers=3)) == 3
+
+
+# --- stop signals, from the first instant, the same in both layouts --------------------------
+
+LAYOUTS = {"one process": ["--workers", "1"], "supervisor": ["--workers", "2"]}
+
+
+@contextmanager
+def starting(
+    args: list[str], env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Starting]:
+    """`python -m bench.frontend serve ARGS` (the simulated engine) without waiting for it."""
+    port = port or _free_port()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.frontend", *args, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield Starting(process, f"http://127.0.0.1:{port}", Path(log.name))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+class Starting:
+    def __init__(self, process: subprocess.Popen, url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def wait_for_log(self, text: str, timeout_s: float = 60) -> None:
+        wait_for(lambda: text in self.log.read_text(), timeout_s)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_model_loads_stops_start_up(bundle, layout, sig):
+    args = simulated(bundle, 1, "--load-s", "60", *LAYOUTS[layout])
+    with starting(args) as service_:
+        service_.wait_for_log("loading the model")
+        service_.process.send_signal(sig)
+        status = service_.process.wait(timeout=15)  # not the 60 s load
+        log = service_.log.read_text()
+    assert status == (0 if sig == signal.SIGTERM else 130), log[-2000:]
+    assert "HTTP workers on" not in log and "Uvicorn running" not in log
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_second_signal_stops_at_once_without_draining(bundle, layout):
+    flags = ["--shutdown-grace-s", "30", "--drain-s", "30", *LAYOUTS[layout]]
+    with service(simulated(bundle, 20_000, *flags), "bench.frontend") as (process, url):
+
+        async def in_flight_then_two_signals() -> float:
+            async with httpx.AsyncClient(timeout=60) as client:
+                answer = asyncio.ensure_future(client.post(url + "/predict", content=wav_bytes(1)))
+                await asyncio.sleep(0.5)  # in the model for 20 s
+                process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.5)
+                start = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(process.wait, 15)
+                took_s = time.monotonic() - start
+                with contextlib.suppress(httpx.HTTPError):  # reset, or answered without the model
+                    assert (await answer).status_code != 200  # the drain was skipped
+                return took_s
+
+        took_s = asyncio.run(in_flight_then_two_signals())
+        assert process.returncode == 0
+    assert took_s < 10  # neither the 30 s grace, the 20 s request nor the 30 s drain
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sigint_exits_130_in_both_layouts(bundle, layout):
+    # SIGTERM's 0: test_sigterm_fails_readiness_... (supervisor) and test_hardening's (one).
+    flags = ["--shutdown-grace-s", "0", *LAYOUTS[layout]]
+    with service(simulated(bundle, 1, *flags), "bench.frontend") as (process, url):
+        assert httpx.post(url + "/predict", content=wav_bytes(1.0)).status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
