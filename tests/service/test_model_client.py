@@ -44,7 +44,7 @@ async def _post_many(url: str, n: int, body: bytes) -> list[httpx.Response]:
 
 
 def test_a_frozen_model_process_fails_readiness_answers_503_504_and_ends_the_service(bundle):
-    flags = ["--workers", "2", "--model-timeout-s", "1", "--model-stall-exit-s", "6"]
+    flags = ["--workers", "2", "--model-timeout-s", "1", "--model-stall-exit-s", "5"]
     flags += ["--shutdown-grace-s", "0.5", "--max-queue", "8"]
     with service(simulated(bundle, 1, *flags), "bench.frontend") as (process, url):
         model = model_pid(process.pid)
@@ -70,7 +70,7 @@ def test_a_frozen_model_process_fails_readiness_answers_503_504_and_ends_the_ser
         os.kill(model, signal.SIGSTOP)
         frozen_at = time.monotonic()
         assert process.wait(timeout=30) == 1
-        assert time.monotonic() - frozen_at < 6 + 1 + 5  # stall exit + detection + grace
+        assert time.monotonic() - frozen_at < 5 + 1 + 5  # stall exit + detection + grace
 
 
 def _v2_binary(seconds: float) -> tuple[bytes, dict[str, str]]:
@@ -93,6 +93,7 @@ def _v2_binary(seconds: float) -> tuple[bytes, dict[str, str]]:
 def test_requests_the_queue_cannot_hold_are_refused_before_their_windows_are_sent(bundle):
     # 599 s in 10 s windows every 5 s: 119 model calls, more than max_queue (16): 413.
     flags = ["--workers", "2", "--max-queue", "16", "--max-upload-mb", "64", "--max-audio-s", "600"]
+    flags += ["--shutdown-grace-s", "0"]
     with service(simulated(bundle, 1, *flags), "bench.frontend") as (process, url):
         model = model_pid(process.pid)
         assert model is not None

@@ -30,8 +30,10 @@ import numpy as np
 import pytest
 
 from bench.frontend import model_pid
+from bench.service_load import process_tree
 from service import wire
 from service.processes import auto_workers, available_cores
+from service.server import EXIT_STATUS
 from service.settings import Settings
 from tests.service.conftest import posted_then_hung_up, wav_bytes
 
@@ -277,17 +279,35 @@ class Starting:
             return False
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_while_the_model_loads_stops_start_up(bundle, layout, sig):
+@pytest.mark.parametrize(
+    "layout, sig",
+    [
+        ("one process", signal.SIGTERM),
+        ("supervisor", signal.SIGTERM),
+        ("one process", signal.SIGINT),
+        ("supervisor", signal.SIGINT),
+        ("supervisor", signal.SIGHUP),
+    ],
+)
+def test_a_signal_while_the_model_loads_stops_start_up(bundle, tmp_path, layout, sig):
     args = simulated(bundle, 1, "--load-s", "60", *LAYOUTS[layout])
-    with starting(args) as service_:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"emodistill-{dead.pid}-x"  # left by a supervisor killed outright
+    stale.mkdir()
+    with starting(args, {"TMPDIR": str(tmp_path)}) as service_:
         service_.wait_for_log("loading the model")
+        children = process_tree(service_.process.pid)[1:]
         service_.process.send_signal(sig)
         status = service_.process.wait(timeout=15)  # not the 60 s load
         log = service_.log.read_text()
-    assert status == (0 if sig == signal.SIGTERM else 130), log[-2000:]
+    assert status == EXIT_STATUS[sig], log[-2000:]  # SIGTERM 0, SIGINT 130, SIGHUP 129
     assert "HTTP workers on" not in log and "Uvicorn running" not in log
+    # The model process loading went with it, and so did the run directory (and a
+    # supervisor removed the stale one as it started).
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 5)
+    if layout == "supervisor":
+        assert not list(tmp_path.glob("emodistill-*"))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -312,13 +332,3 @@ def test_a_second_signal_stops_at_once_without_draining(bundle, layout):
         took_s = asyncio.run(in_flight_then_two_signals())
         assert process.returncode == 0
     assert took_s < 10  # neither the 30 s grace, the 20 s request nor the 30 s drain
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_sigint_exits_130_in_both_layouts(bundle, layout):
-    # SIGTERM's 0: test_sigterm_fails_readiness_... (supervisor) and test_hardening's (one).
-    flags = ["--shutdown-grace-s", "0", *LAYOUTS[layout]]
-    with service(simulated(bundle, 1, *flags), "bench.frontend") as (process, url):
-        assert httpx.post(url + "/predict", content=wav_bytes(1.0)).status_code == 200
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_connection_limit_holds_for_the_whole_service_whichever_worker_accepts(bundle):
     flags = ["--workers", "2", "--max-connections", "20", "--header-timeout-s", "60"]
+    flags += ["--shutdown-grace-s", "0"]
     with service(simulated(bundle, 1, *flags), "bench.frontend") as (_, url):
         host, port = url.removeprefix("http://").split(":")
         held = [socket.create_connection((host, int(port))) for _ in range(30)]
