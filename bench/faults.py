@@ -235,9 +235,9 @@ def refused_large_requests(bundle: Path, flags: list[str]) -> dict[str, Any]:
         path = V2_INFER.format(name=model_name(bundle))
         statuses = asyncio.run(_post_all(s.url, [(path, body, headers)] * 6))
         model = model_pid(s.process.pid)
-        workers = [p for p in process_tree(s.process.pid) if p != model]
-        if len(workers) > 1:
-            workers = workers[1:]  # the supervisor holds no request
+        tree = process_tree(s.process.pid)
+        # One process holds everything; a supervisor holds no request.
+        workers = [p for p in tree[1:] if p != model] if model else tree[:1]
         return {
             "statuses": counts(statuses),
             "worst_worker_peak_mb": round(max(peak_rss_mb(p) for p in workers)),

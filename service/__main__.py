@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-import logging
+import signal
 import sys
+from types import FrameType
 
-from pydantic import ValidationError
+# Stop signals that come while the service's modules import (onnxruntime alone takes about a
+# second) are noted, not lost: serve() then stops before loading the model.
+EARLY_SIGNALS: list[int] = []
 
-from emodistill.runtime import OnnxBackend
 
-from .processes import serve
-from .settings import settings_from_cli
+def _note(sig: int, frame: FrameType | None) -> None:
+    EARLY_SIGNALS.append(sig)
 
 
 def main() -> None:
+    import logging
+
+    from pydantic import ValidationError
+
+    from emodistill.runtime import OnnxBackend
+
+    from .processes import serve
+    from .server import StopRequests
+    from .settings import settings_from_cli
+
     try:
         settings = settings_from_cli(sys.argv[1:])
     except ValidationError as err:
@@ -21,8 +33,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(serve(settings, OnnxBackend))
+    sys.exit(serve(settings, OnnxBackend, StopRequests(EARLY_SIGNALS)))
 
 
 if __name__ == "__main__":  # spawned processes import this module as __mp_main__
+    for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_signal, _note)
     main()

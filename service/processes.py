@@ -43,7 +43,7 @@ from . import model_process
 from .children import die_with_parent, make_run_dir, remove_stale_run_dirs
 from .model_client import MODEL_STALLED_STATUS
 from .model_process import BackendFactory, startup_error, warm_up
-from .server import STOP_SIGNALS, ConnectionCount, StopRequests, new_connection_count
+from .server import STOP_SIGNALS, ConnectionCount, StopRequests, shared_connection_count
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")  # no forked threads or sessions
         remove_stale_run_dirs()
         self.run_dir = make_run_dir()
-        self.connections = new_connection_count(self.context)  # one limit for every worker
+        self.connections = shared_connection_count(self.context)  # one limit for every worker
         self.model: BaseProcess | None = None
         self.http: list[BaseProcess] = []
 
@@ -300,11 +300,16 @@ class StartupInterrupted(Exception):
     """A stop signal came while the model loaded or warmed up (one process)."""
 
 
-def serve(settings: Settings, backend_factory: BackendFactory) -> int:
+def serve(
+    settings: Settings, backend_factory: BackendFactory, stops: StopRequests | None = None
+) -> int:
     """The service for `settings` in as many processes as `auto_workers` says; returns the
-    exit status (server.EXIT_STATUS after a stop signal, in both layouts). A model that
+    exit status (server.EXIT_STATUS after a stop signal, in both layouts). `stops`: the stop
+    signals that came before (service/__main__.py notes them while it imports). A model that
     cannot be served ends start-up with one line (SystemExit)."""
-    stops = StopRequests()
+    stops = stops or StopRequests()
+    if stops.received:
+        return stops.exit_status
 
     def during_start_up(sig: int, frame: FrameType | None) -> None:
         stops.note(sig)

@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -47,12 +47,32 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # without the process dying by them (so the supervisor still cleans up).
 EXIT_STATUS = {signal.SIGTERM: 0, signal.SIGINT: 128 + signal.SIGINT, signal.SIGHUP: 129}
 OVER_LIMIT_RETRY_AFTER_S = 1
-# Open connections of the whole service, in shared memory (every worker counts into it).
-ConnectionCount: TypeAlias = "Synchronized[int]"
 
 
-def new_connection_count(context: BaseContext | None = None) -> ConnectionCount:
-    return (context or multiprocessing.get_context("spawn")).Value("i", 0)
+class ConnectionCount(Protocol):
+    """Open connections of the whole service: in shared memory with several workers (every
+    worker counts into it), a plain count in one process."""
+
+    value: int
+
+    def get_lock(self) -> AbstractContextManager[Any]: ...
+
+
+class OwnCount:
+    """One process's count: one event loop updates it, so no lock (and no semaphore, whose
+    multiprocessing resource tracker would be a child process of its own)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def get_lock(self) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+
+def shared_connection_count(context: BaseContext) -> ConnectionCount:
+    """A count in shared memory, for the workers of `context`'s processes."""
+    count: Synchronized[int] = context.Value("i", 0)
+    return count
 
 
 @dataclass
@@ -210,7 +230,7 @@ def protocol_for(
         body_timeout_s=settings.body_timeout_s,
         max_connections=settings.max_connections,
     )
-    count = open_connections if open_connections is not None else new_connection_count()
+    count = open_connections if open_connections is not None else OwnCount()
     return type(
         "GuardedProtocolWithLimits",
         (GuardedProtocol,),
