@@ -2,6 +2,7 @@
 
     python bench/attack.py --url http://127.0.0.1:8000 [--key KEY] [--out FILE.json]
     python bench/attack.py --spawn models/demo/bundle [--out FILE.json]   # also SIGTERM
+    python bench/attack.py --faults models/demo/bundle [--out FILE.json]  # processes' faults
 
 Runs each attack in turn while a watcher polls /v2/health/live every 20 ms, and prints a
 table: attack -> statuses -> seconds -> worst /v2/health/live latency -> healthy after.
@@ -15,6 +16,10 @@ part, v2 strings, shapes past 2^53, oversized JSON); decompression bombs (60 s o
 slow clients (trickling headers and bodies); clients that hang up mid-upload; overload (64
 concurrent long clips); and, with --spawn, SIGTERM while requests are in flight. Every loop is
 bounded in count and time; traffic goes only to the URL given (use a loopback address).
+
+--faults runs the faults of the processes themselves against both layouts, each on a fresh
+service (bench/faults.py): signals at start-up and a second signal, the odd v2 inputs,
+refused large requests across workers, a frozen, a killed model process, a killed supervisor.
 """
 
 from __future__ import annotations
@@ -365,9 +370,19 @@ def main() -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a running service (use a loopback address)")
     target.add_argument("--spawn", type=Path, help="start python -m service on this bundle")
+    target.add_argument(
+        "--faults", type=Path, help="process faults, both layouts, on this bundle (faults.py)"
+    )
     p.add_argument("--key", default=os.environ.get("EMODISTILL_API_KEY"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if args.faults:
+        from bench.faults import run_faults
+
+        faults = run_faults(args.faults)
+        if args.out:
+            args.out.write_text(json.dumps(faults, indent=2) + "\n")
+        return
     server = None
     url = args.url
     if args.spawn:

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import io
 import json
+import logging
 import multiprocessing
 import os
 import platform
@@ -93,12 +94,16 @@ def serve(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.frontend serve")
     p.add_argument("--fixed-ms", type=float, default=DEFAULT_FIXED_MS)
     p.add_argument("--ms-per-audio-s", type=float, default=DEFAULT_MS_PER_AUDIO_S)
+    p.add_argument("--load-s", type=float, default=0.0, help="the model's load time")
     ours, rest = p.parse_known_args(argv)
     settings = settings_from_cli(rest)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     latency = LatencyModel(ours.fixed_ms, ours.ms_per_audio_s)
     # Replicas share one simulated GPU: one batch at a time across the processes.
     lock = multiprocessing.get_context("spawn").Lock() if settings.layout == "replicas" else None
-    sys.exit(serve_service(settings, SimulatedFactory(latency, lock)))
+    sys.exit(serve_service(settings, SimulatedFactory(latency, lock, ours.load_s)))
 
 
 # --- CPU per request by component ---------------------------------------------------------------
@@ -198,7 +203,7 @@ def model_process_ceiling(
     process can pass on, whatever the number of HTTP workers."""
     from prometheus_client import CollectorRegistry, multiprocess
 
-    from service.model_client import ModelClient
+    from service.model_client import ModelClient, client_limits
     from service.model_process import main as model_main
     from service.processes import METRICS_DIR_VARIABLE
     from service.settings import Settings
@@ -211,7 +216,7 @@ def model_process_ceiling(
     theirs, ours = context.Pipe(duplex=False)
     path = str(run_dir / "model.sock")
     process = context.Process(
-        target=model_main, args=(settings, SimulatedFactory(latency), path, ours)
+        target=model_main, args=(settings, SimulatedFactory(latency), path, ours, os.getpid())
     )
     process.start()
     pid = process.pid
@@ -219,7 +224,7 @@ def model_process_ceiling(
     clip = np.zeros(round(clip_s * 16_000), np.float32)
 
     async def load() -> tuple[int, float, float]:
-        clients = [await ModelClient.connect(path) for _ in range(4)]
+        clients = [await ModelClient.connect(path, client_limits(settings)) for _ in range(4)]
         done, deadline = 0, 0.0
 
         async def one(client: ModelClient) -> None:

@@ -18,6 +18,7 @@ batch runs at a time, as kernels from several processes time-share a GPU without
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,11 @@ class SimulatedFactory:
 
     latency: LatencyModel
     gpu_lock: Any = None
+    # Seconds the model takes to load: a large model on a cold disk (a start-up to interrupt).
+    load_s: float = 0.0
 
     def __call__(self, bundle: Path, device: str, int8: bool) -> SimulatedBackend:
+        if self.load_s:
+            logging.getLogger("emodistill.model").info("loading the model (%.1f s)", self.load_s)
+            time.sleep(self.load_s)
         return SimulatedBackend(bundle, self.latency, self.gpu_lock)

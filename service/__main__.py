@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from .cli import main
+import signal
+from types import FrameType
+
+# Stop signals that come while the service's modules import (onnxruntime alone takes about a
+# second) are noted, not lost: serve() then stops before loading the model.
+EARLY_SIGNALS: list[int] = []
+
+
+def _note(sig: int, frame: FrameType | None) -> None:
+    EARLY_SIGNALS.append(sig)
+
 
 if __name__ == "__main__":  # spawned processes import this module as __mp_main__
-    main(prog="python -m service")
+    for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_signal, _note)
+    from .cli import main
+
+    main(prog="python -m service", early_signals=EARLY_SIGNALS)

@@ -31,7 +31,7 @@ from .batcher import Batcher
 from .errors import error_body
 from .metrics import ServiceMetrics, model_labels
 from .model import BackendFactory, ServedModel, batcher_config, warm_up
-from .model_client import ModelClient
+from .model_client import ModelClient, client_limits
 from .settings import Settings
 from .state import Lifecycle, Service
 
@@ -137,9 +137,9 @@ async def _start_in_process(
     return _Model(backend, batcher, metrics)
 
 
-async def _start_worker(model_socket: str) -> _Model:
+async def _start_worker(model_socket: str, settings: Settings) -> _Model:
     """One of several HTTP workers: the model and its batcher are in the model process."""
-    client = await ModelClient.connect(model_socket)
+    client = await ModelClient.connect(model_socket, client_limits(settings))
     return _Model(client, client, ServiceMetrics(model_labels(client), multiprocess=True))
 
 
@@ -161,7 +161,7 @@ def create_app(
         if model_socket is None:
             started = await _start_in_process(settings, backend_factory, multiprocess)
         else:
-            started = await _start_worker(model_socket)
+            started = await _start_worker(model_socket, settings)
         queue = started.queue
         pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         app.state.service = Service(
@@ -173,7 +173,7 @@ def create_app(
             pool=pool,
             uploads=asyncio.Semaphore(settings.max_uploads),
             lifecycle=lifecycle,
-            model_reachable=(lambda: queue.connected)
+            model_reachable=(lambda: queue.reachable)
             if isinstance(queue, ModelClient)
             else (lambda: True),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import types
 from typing import Any, Literal, Union, get_args, get_origin
@@ -76,10 +77,21 @@ def settings_from_cli(argv: list[str] | None = None, prog: str = "emodistill ser
     return Settings(**{name: value for name, value in given.items() if value is not None})
 
 
-def main(argv: list[str] | None = None, prog: str = "emodistill serve") -> None:
+def main(
+    argv: list[str] | None = None,
+    prog: str = "emodistill serve",
+    early_signals: list[int] | None = None,
+) -> None:
+    """Serve, and exit with the service's status (service/server.py's EXIT_STATUS).
+    `early_signals`: stop signals noted before this ran (python -m service notes them from
+    its first line); from here on they are noted here, and the model never loads after one."""
+    noted = early_signals if early_signals is not None else []
+    for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_signal, lambda sig, frame: noted.append(sig))
     from emodistill.runtime import OnnxBackend
 
     from .processes import serve
+    from .server import StopRequests
 
     try:
         settings = settings_from_cli(sys.argv[1:] if argv is None else argv, prog)
@@ -88,4 +100,4 @@ def main(argv: list[str] | None = None, prog: str = "emodistill serve") -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(serve(settings, OnnxBackend))
+    sys.exit(serve(settings, OnnxBackend, StopRequests(noted)))

@@ -33,6 +33,7 @@ from emodistill.errors import (
 )
 
 from .batcher import BatcherClosedError, QueueFullError, RequestTooLargeError
+from .model_client import ModelTimeoutError, ModelUnresponsiveError
 from .v2_request import V2RequestError
 from .wire import ModelFailedError
 
@@ -61,6 +62,11 @@ def _queue_retry_s(err: BaseException) -> int:
     return math.ceil(err.retry_after_s)
 
 
+def _model_retry_s(err: BaseException) -> int:
+    assert isinstance(err, ModelUnresponsiveError)
+    return int(err.retry_after_s)
+
+
 ERRORS: dict[type[Exception], Answer] = {
     NotAudioError: Answer(415),
     UnsupportedCodecError: Answer(415),
@@ -75,6 +81,9 @@ ERRORS: dict[type[Exception], Answer] = {
     BatcherClosedError: Answer(503, "shutting down", lambda _: 5),
     NonFiniteAnswerError: Answer(500, "the model produced a non-finite answer for this input"),
     ModelFailedError: Answer(500, "inference failed for this request"),
+    # The model process's watchdog (service/model_client.py): stalled now, or for too long.
+    ModelUnresponsiveError: Answer(503, "the model is not answering; retry later", _model_retry_s),
+    ModelTimeoutError: Answer(504, "the model stopped answering (model_timeout_s)"),
 }
 INTERNAL_ERROR = "internal error; the service logged it"
 

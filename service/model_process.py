@@ -5,7 +5,10 @@ HTTP, uploads, decoding and speech detection scale across worker processes
 here the clips of all workers meet in one `Batcher`, so batches stay as large and as
 length-grouped as in one process. Workers send clips over a Unix socket (service/wire.py)
 and get logits back; a worker whose caller leaves sends `cancel`, and its clips are dropped
-before they run, as in one process.
+before they run, as in one process. A worker's `ping` is answered at once from the event
+loop with how long the batch in the model has been running (`pong`, `busy_s`): the workers'
+watchdog (service/model_client.py) so tells a frozen process or a hung model call from a
+busy one.
 
 Also records the batch metrics (size, wait, inference time, queue depth) into the shared
 multiprocess metrics directory. Knows nothing of HTTP.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -25,11 +29,33 @@ from emodistill.gpu import CudaUnavailable
 
 from . import wire
 from .batcher import Batcher, BatcherClosedError
+from .children import die_with_parent
 from .metrics import ServiceMetrics, model_labels
 from .model import BackendFactory, ModelBackend, batcher_config, warm_up
 from .settings import Settings
 
 log = logging.getLogger("emodistill.model")
+
+
+class TimedModel:
+    """The backend, noting when the call in progress began (read by `busy_s`)."""
+
+    def __init__(self, backend: ModelBackend) -> None:
+        self.backend = backend
+        self.started_s: float | None = None  # written by the batcher's thread
+
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+        self.started_s = time.monotonic()
+        try:
+            return self.backend.infer(clips)
+        finally:
+            self.started_s = None
+
+    @property
+    def busy_s(self) -> float:
+        """How long the model call in progress has run (0: none)."""
+        started_s = self.started_s
+        return 0.0 if started_s is None else time.monotonic() - started_s
 
 
 class ModelServer:
@@ -38,7 +64,8 @@ class ModelServer:
     def __init__(self, backend: ModelBackend, settings: Settings, metrics: ServiceMetrics):
         self.backend, self.metrics = backend, metrics
         config = batcher_config(settings, backend.metadata.sample_rate_hz)
-        self.batcher = Batcher(backend, config, on_batch=self._on_batch)
+        self.timed = TimedModel(backend)
+        self.batcher = Batcher(self.timed, config, on_batch=self._on_batch)
         self.hello = wire.frame(
             {
                 "op": "hello",
@@ -84,6 +111,9 @@ class WorkerConnection(wire.FramedProtocol):
 
     def on_frames(self, frames: list[tuple[wire.Header, bytes]]) -> None:
         for header, payload in frames:
+            if header["op"] == "ping":
+                self.send(wire.frame({"op": "pong", "busy_s": self.server.timed.busy_s}))
+                continue
             request_id = int(header["id"])
             if header["op"] == "cancel":
                 futures = self.pending.pop(request_id, None)
@@ -154,10 +184,16 @@ def startup_error(settings: Settings, err: BundleError | CudaUnavailable) -> str
 
 
 def main(
-    settings: Settings, backend_factory: BackendFactory, socket_path: str, ready: Connection
+    settings: Settings,
+    backend_factory: BackendFactory,
+    socket_path: str,
+    ready: Connection,
+    supervisor_pid: int,
 ) -> None:
     """The model process's entry (spawned by service/processes.py). Sends None on `ready`
-    once it serves, or the start-up error's text and exits."""
+    once it serves, or the start-up error's text and exits. Until it serves, SIGTERM ends it
+    at once (the default action): a stop during the load needs nothing finished."""
+    die_with_parent(supervisor_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

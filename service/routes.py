@@ -190,11 +190,20 @@ async def server_metadata() -> dict[str, Any]:
     return {"name": "emodistill", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
-@router.get("/v2/models/{name}/ready", summary="Whether the model is ready (open, like health)")
+@router.get(
+    "/v2/models/{name}/ready",
+    summary="Whether the model is ready (needs the key: it names the model)",
+    dependencies=[Depends(authorize)],
+)
 async def model_ready(service: ServiceDep, name: str) -> JSONResponse:
     _model_or_404(service, name)
     is_ready = service.ready
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _model_or_404(service: Service, name: str) -> BundleMetadata:
@@ -258,7 +267,7 @@ async def infer(request: Request, name: str, service: ServiceDep) -> Response:
     )
     header_length = request.headers.get(BINARY_HEADER)
     declared = request.headers.get("content-length", "")
-    if header_length is None and declared.isdigit() and int(declared) > limits.max_json_bytes:
+    if header_length is None and _is_count(declared) and int(declared) > limits.max_json_bytes:
         raise HTTPException(413, "JSON request larger than max_json_mb; send binary data")
     async with service.uploads:  # bodies in memory at once: at most max_uploads
         body = await _body(request)

@@ -107,8 +107,9 @@ class Settings(BaseSettings, InferenceOptions):
     max_connections: int = Field(
         1000,
         ge=1,
-        description="Open connections (and requests in flight) before new requests get 503; "
-        "keep it below the process's file-descriptor limit (ulimit -n).",
+        description="Open connections of the whole service (every worker counts into one "
+        "shared count) before new requests get 503 with Retry-After; keep it below the "
+        "file-descriptor limit (ulimit -n).",
     )
     shutdown_grace_s: float = Field(
         5.0,
@@ -131,3 +132,19 @@ class Settings(BaseSettings, InferenceOptions):
         default_factory=list, description="Origins allowed by CORS; empty: CORS off."
     )
     warmup: bool = Field(True, description="Run a full batch at start; not ready until done.")
+    # --- the model process's watchdog (--workers N, layout shared-model) ---
+    model_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Each HTTP worker pings the model process (every second at most): past "
+        "this long without an answer, or with one model call running longer (a frozen process, "
+        "a deadlock, a hung GPU kernel), the worker fails readiness, answers new requests 503 "
+        "with Retry-After and those waiting 504. Above the slowest batch the model runs.",
+    )
+    model_stall_exit_s: float = Field(
+        60.0,
+        gt=0,
+        description="A model process stalled this long (see model_timeout_s) ends the service "
+        "with exit status 1, for the orchestrator to restart it. A model that answers again "
+        "sooner is served again as before.",
+    )

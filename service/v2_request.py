@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,10 @@ BINARY_HEADER = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"
 FLOAT32_BYTES = 4
 OUTPUT = "probabilities"  # the one output tensor: [clips, labels] FP32
+# The request's object, its input list, a tensor, and `data` as [clips][samples]: 5 levels.
+MAX_JSON_DEPTH = 16
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class V2RequestError(Exception):
@@ -75,7 +80,8 @@ def _split(body: bytes, header_length: str | None, limits: V2Limits) -> tuple[by
         if len(body) > limits.max_json_bytes:
             raise V2RequestError(413, _json_too_large(limits))
         return body, memoryview(b"")
-    if not header_length.strip().isdigit():
+    header_length = header_length.strip()
+    if not (header_length.isascii() and header_length.isdigit()):  # '²'.isdigit() is True
         raise V2RequestError(400, f"{BINARY_HEADER} must be a byte count")
     n = int(header_length)
     if not 0 < n <= len(body):
@@ -93,6 +99,8 @@ def _json_too_large(limits: V2Limits) -> str:
 
 
 def _header(raw: bytes) -> InferRequest:
+    if _nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise V2RequestError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as err:
@@ -105,6 +113,17 @@ def _header(raw: bytes) -> InferRequest:
             for e in err.errors(include_input=False, include_url=False)[:5]
         )
         raise V2RequestError(422, f"invalid inference request: {problems}") from err
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """The deepest nesting of [ and { in `raw`, strings skipped (json.loads and numpy recurse
+    once per level: 1,000 levels in 2 KB raise RecursionError). Counted in numpy, the
+    strings (which may hold brackets) removed first."""
+    brackets = np.frombuffer(_STRINGS.sub(b'""', raw).translate(None, _NOT_BRACKETS), np.uint8)
+    if not brackets.size:
+        return 0
+    opening = (brackets == ord("[")) | (brackets == ord("{"))
+    return int(np.cumsum(np.where(opening, 1, -1)).max())
 
 
 def _checked_shape(tensor: TensorRequest, limits: V2Limits) -> tuple[int, int]:

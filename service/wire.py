@@ -6,7 +6,9 @@ A frame is `!II` (header bytes, payload bytes), a JSON header, then the payload.
 and `{"op": "cancel", "id": N}` when the request's caller has left. Answers: `{"id": N,
 "shape": [B, C]}` with float32 logits, or `{"id": N, "error": KIND, ...}` naming the
 batcher's exception (ERRORS). The model process opens each connection with a `hello` frame
-(the bundle's metadata, the provider and file it serves).
+(the bundle's metadata, the provider and file it serves). The worker's watchdog sends
+`{"op": "ping"}`; the model process answers `{"op": "pong", "busy_s": S}` at once, S being
+how long its model call in progress has run (0: none).
 
 Both ends are this project's own processes on one host: the limits below guard against a
 bug, not an attacker (who cannot reach the socket).

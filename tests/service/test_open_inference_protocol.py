@@ -37,7 +37,8 @@ def _infer(client, clips: np.ndarray, binary_in: bool, binary_out: bool) -> np.n
 
 def test_health_server_and_model_metadata(server):
     assert server.is_server_live() and server.is_server_ready()
-    assert server.is_model_ready("emodistill")
+    assert server.is_model_ready("emodistill", headers=dict(AUTH))  # it names the model
+    assert not server.is_model_ready("emodistill")  # 401 without the key
     assert server.get_server_metadata()["extensions"] == ["binary_tensor_data"]
     meta = server.get_model_metadata("emodistill", headers=dict(AUTH))
     assert meta["name"] == "emodistill" and meta["outputs"][0]["name"] == "probabilities"

@@ -12,6 +12,7 @@ start-up with one line. The slow engines are bench/simulated_engine.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -29,8 +30,10 @@ import numpy as np
 import pytest
 
 from bench.frontend import model_pid
+from bench.service_load import process_tree
 from service import wire
 from service.processes import auto_workers, available_cores
+from service.server import EXIT_STATUS
 from service.settings import Settings
 from tests.service.conftest import posted_then_hung_up, wav_bytes
 
@@ -233,3 +236,99 @@ def test_workers_suit_the_host(tmp_path):
     assert available_cores(cpu_max) == available_cores(tmp_path / "absent")
     assert auto_workers(Settings(device="cpu"), cores=16) == 1  # the model's threads: the limit
     assert auto_workers(Settings(workers=3)) == 3
+
+
+# --- stop signals, from the first instant, the same in both layouts --------------------------
+
+LAYOUTS = {"one process": ["--workers", "1"], "supervisor": ["--workers", "2"]}
+
+
+@contextmanager
+def starting(
+    args: list[str], env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Starting]:
+    """`python -m bench.frontend serve ARGS` (the simulated engine) without waiting for it."""
+    port = port or _free_port()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.frontend", *args, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield Starting(process, f"http://127.0.0.1:{port}", Path(log.name))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+class Starting:
+    def __init__(self, process: subprocess.Popen, url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def wait_for_log(self, text: str, timeout_s: float = 60) -> None:
+        wait_for(lambda: text in self.log.read_text(), timeout_s)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.mark.parametrize(
+    "layout, sig",
+    [
+        ("one process", signal.SIGTERM),
+        ("supervisor", signal.SIGTERM),
+        ("one process", signal.SIGINT),
+        ("supervisor", signal.SIGINT),
+        ("supervisor", signal.SIGHUP),
+    ],
+)
+def test_a_signal_while_the_model_loads_stops_start_up(bundle, tmp_path, layout, sig):
+    args = simulated(bundle, 1, "--load-s", "60", *LAYOUTS[layout])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"emodistill-{dead.pid}-x"  # left by a supervisor killed outright
+    stale.mkdir()
+    with starting(args, {"TMPDIR": str(tmp_path)}) as service_:
+        service_.wait_for_log("loading the model")
+        children = process_tree(service_.process.pid)[1:]
+        service_.process.send_signal(sig)
+        status = service_.process.wait(timeout=15)  # not the 60 s load
+        log = service_.log.read_text()
+    assert status == EXIT_STATUS[sig], log[-2000:]  # SIGTERM 0, SIGINT 130, SIGHUP 129
+    assert "HTTP workers on" not in log and "Uvicorn running" not in log
+    # The model process loading went with it, and so did the run directory (and a
+    # supervisor removed the stale one as it started).
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 5)
+    if layout == "supervisor":
+        assert not list(tmp_path.glob("emodistill-*"))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_second_signal_stops_at_once_without_draining(bundle, layout):
+    flags = ["--shutdown-grace-s", "30", "--drain-s", "30", *LAYOUTS[layout]]
+    with service(simulated(bundle, 20_000, *flags), "bench.frontend") as (process, url):
+
+        async def in_flight_then_two_signals() -> float:
+            async with httpx.AsyncClient(timeout=60) as client:
+                answer = asyncio.ensure_future(client.post(url + "/predict", content=wav_bytes(1)))
+                await asyncio.sleep(0.5)  # in the model for 20 s
+                process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.5)
+                start = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(process.wait, 15)
+                took_s = time.monotonic() - start
+                with contextlib.suppress(httpx.HTTPError):  # reset, or answered without the model
+                    assert (await answer).status_code != 200  # the drain was skipped
+                return took_s
+
+        took_s = asyncio.run(in_flight_then_two_signals())
+        assert process.returncode == 0
+    assert took_s < 10  # neither the 30 s grace, the 20 s request nor the 30 s drain
