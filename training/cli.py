@@ -36,6 +36,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         prepared_dir=args.out,
         root=getattr(args, "root", None),
         csv=getattr(args, "csv", None),
+        classes=getattr(args, "classes", 4),
+        speaker_pattern=getattr(args, "speaker_pattern", None),
+        language=getattr(args, "language", "english"),
+        transcribe=getattr(args, "transcribe", None),
         synthetic=synthetic,
         n_val_speakers=args.n_val_speakers,
     )
@@ -43,6 +47,44 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         prepare_corpus(config, rebuild=True, progress=not getattr(args, "quiet", False))
     except PREPARE_ERRORS as err:
         sys.exit(f"error: {err}")
+
+
+# prepare KIND: (help, what --root is). Each reads the corpus as its distribution unpacks.
+CORPUS_COMMANDS = {
+    "iemocap": ("IEMOCAP_full_release, 4-class protocol", "path to IEMOCAP_full_release"),
+    "msp-podcast": (
+        "MSP-Podcast: Audios/, Labels/labels_consensus.csv; official partitions",
+        "the MSP-Podcast folder (holds Audios/ and Labels/)",
+    ),
+    "cremad": (
+        "CREMA-D: AudioWAV/ (or AudioMP3/); 91 actors, 12 fixed sentences",
+        "the CREMA-D folder (holds AudioWAV/ or AudioMP3/)",
+    ),
+    "ravdess": (
+        "RAVDESS speech: Actor_NN/ folders; 24 actors, 2 fixed statements",
+        "the folder holding Actor_01/ … Actor_24/",
+    ),
+    "emodb": ("EmoDB (Berlin): wav/; 10 speakers, 10 German sentences", "the folder holding wav/"),
+    "esd": (
+        "ESD: NNNN/<Emotion>/ per speaker with its transcript",
+        "the folder holding 0001/ … 0020/",
+    ),
+    "meld": (
+        "MELD: *_sent_emo.csv and dia*_utt*.mp4 clips; official train/dev/test",
+        "MELD.Raw (holds the CSVs and the clip folders)",
+    ),
+    "folders": (
+        "any tree root/<label>/<file>: the folder is the label",
+        "the folder holding one folder per label",
+    ),
+}
+DEFAULT_ASR_MODEL = "openai/whisper-small"
+
+
+def _classes(value: str) -> int | str:
+    if value not in ("4", "all"):
+        raise argparse.ArgumentTypeError("choose 4 or all")
+    return 4 if value == "4" else "all"
 
 
 def cmd_folds(args: argparse.Namespace) -> None:
@@ -125,6 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="turn a corpus into manifest.csv + folds")
     corpora = prepare.add_subparsers(dest="corpus", required=True)
 
+    def add_classes(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--classes",
+            type=_classes,
+            default=4,
+            help="4: neutral, angry, sad, happy (the paper's); all: every label the corpus has",
+        )
+
+    def add_transcribe(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--transcribe",
+            nargs="?",
+            const=DEFAULT_ASR_MODEL,
+            default=None,
+            metavar="MODEL",
+            help="write the text of rows without one with this ASR model (transformers; "
+            f"default {DEFAULT_ASR_MODEL}); cached by audio hash and model, resumable",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     def add_out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv etc.")
         p.add_argument(
@@ -134,16 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
             help="training speakers held out per fold for validation (early stopping)",
         )
 
-    p = corpora.add_parser("iemocap", help="IEMOCAP_full_release, 4-class protocol")
-    p.add_argument("--root", type=Path, required=True, help="path to IEMOCAP_full_release")
-    add_out(p)
-    p.set_defaults(func=cmd_prepare)
+    for kind, (help_text, root_help) in CORPUS_COMMANDS.items():
+        p = corpora.add_parser(kind, help=help_text)
+        p.add_argument("--root", type=Path, required=True, help=root_help)
+        add_out(p)
+        if kind != "iemocap":
+            add_classes(p)
+        if kind == "folders":
+            p.add_argument(
+                "--speaker-pattern",
+                default=None,
+                help=r"regex whose first group is the speaker in a file name, e.g. '^(\d+)_'",
+            )
+            add_transcribe(p)
+        if kind == "esd":
+            p.add_argument(
+                "--language",
+                choices=("english", "mandarin", "both"),
+                default="english",
+                help="speakers 0011-0020 (English), 0001-0010 (Mandarin) or both",
+            )
+        p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("manifest", help="any corpus, from a CSV: path,label,speaker[,text]")
     p.add_argument(
         "--csv", type=Path, required=True, help="your CSV; relative paths from its folder"
     )
     add_out(p)
+    add_transcribe(p)
     p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("synthetic", help="speak the demo corpus with espeak-ng")
