@@ -146,6 +146,47 @@ def cmd_sweep_tau(args: argparse.Namespace) -> None:
     sweep_tau(_run_config(args), args.folds, taus, args.device, not args.quiet)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from emodistill.bundle import BundleError
+
+    from .evaluate import evaluate_bundle
+
+    try:
+        metrics = evaluate_bundle(
+            args.model,
+            args.corpus,
+            args.out,
+            args.partition,
+            args.fold,
+            args.protocol,
+            args.device,
+            not args.quiet,
+        )
+    except (BundleError, FoldError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(
+        f"{metrics['rows']}: n {metrics['n']}, UA {100 * metrics['ua']:.2f} %, "
+        f"WA {100 * metrics['wa']:.2f} %, macro-F1 {100 * metrics['macro_f1']:.2f} %"
+    )
+    if metrics["unknown_labels"]:
+        print(f"labels the model cannot output (not scored): {metrics['unknown_labels']}")
+    print(f"wrote {args.out}/metrics.json, predictions.csv, confusion_matrix.png")
+
+
+def cmd_cross_corpus(args: argparse.Namespace) -> None:
+    from emodistill.bundle import BundleError
+
+    from .evaluate import cross_corpus_table
+
+    try:
+        path = cross_corpus_table(
+            args.models, args.corpora, args.out, args.partition, args.device, not args.quiet
+        )
+    except (BundleError, FoldError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(path.read_text())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import demo
 
@@ -261,6 +302,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     p.add_argument("--taus", default="0.25,0.5,1,2,4,8", help="temperatures to try")
     p.set_defaults(func=cmd_sweep_tau)
+
+    p = commands.add_parser("evaluate", help="a bundle on a prepared corpus, through the runtime")
+    p.add_argument("--model", type=Path, required=True, help="bundle folder (bundle.json)")
+    p.add_argument("--corpus", type=Path, required=True, help="prepared folder (manifest.csv)")
+    p.add_argument(
+        "--partition",
+        choices=("test", "all"),
+        default="test",
+        help="test: the fold's held-out speakers or partition; all: every row",
+    )
+    p.add_argument("--fold", type=int, default=None, help="default: the bundle's own fold")
+    p.add_argument(
+        "--protocol", choices=PROTOCOLS, default=None, help="default: the bundle's own protocol"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json etc.")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("cross-corpus", help="bundles x corpora -> UA as a Markdown table")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
+    p.add_argument("--corpora", type=Path, nargs="+", required=True, help="prepared folders")
+    p.add_argument("--partition", choices=("test", "all"), default="all")
+    p.add_argument("--out", type=Path, required=True, help="folder for the table and each run")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_cross_corpus)
 
     p = commands.add_parser("demo", help="synthetic corpus -> teachers -> tiny student")
     p.add_argument("--out", type=Path, default=Path("models/demo"), help="demo folder")
