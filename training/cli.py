@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .corpus.manifest import read_manifest
+from .demo import REAL_DEMO_CORPORA
 from .folds import PROTOCOLS, FoldError, make_folds, split
 
 if TYPE_CHECKING:
@@ -188,9 +189,15 @@ def cmd_cross_corpus(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from .corpus.prepare import PREPARE_ERRORS
     from .demo import demo
 
-    demo(args.out, args.device, not args.quiet)
+    if (args.corpus is None) != (args.root is None):
+        sys.exit("error: --corpus and --root go together (e.g. --corpus cremad --root DIR)")
+    try:
+        demo(args.out, args.device, not args.quiet, args.corpus, args.root)
+    except PREPARE_ERRORS as err:
+        sys.exit(f"error: {err}")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -330,8 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_cross_corpus)
 
-    p = commands.add_parser("demo", help="synthetic corpus -> teachers -> tiny student")
+    p = commands.add_parser("demo", help="synthetic (or a real) corpus -> tiny student")
     p.add_argument("--out", type=Path, default=Path("models/demo"), help="demo folder")
+    p.add_argument(
+        "--corpus",
+        choices=REAL_DEMO_CORPORA,
+        default=None,
+        help="train on this freely downloadable corpus instead of the synthetic one",
+    )
+    p.add_argument("--root", type=Path, default=None, help="the corpus's folder (with --corpus)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -156,6 +156,11 @@ class RunConfig(Strict):
     feature_cache: Path | None = Field(None, description="eGeMAPS cache; default per user.")
     folds: Literal["all"] | list[int] = "all"
     corpus: CorpusConfig
+    more_corpora: list[CorpusConfig] = Field(
+        default_factory=list,
+        description="Trained together with `corpus`: folds made per corpus and combined, "
+        "figures reported per corpus and pooled (training/corpora.py).",
+    )
     linguistic: LinguisticTeacherConfig = Field(default_factory=LinguisticTeacherConfig)
     prosodic: ProsodicTeacherConfig = Field(default_factory=ProsodicTeacherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

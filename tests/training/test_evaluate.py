@@ -117,6 +117,15 @@ def test_evaluate_equals_the_run_s_test_figures_for_its_fold(trained, tmp_path: 
     assert "UA" in capsys.readouterr().out
 
 
+def test_the_run_warns_that_fixed_sentences_carry_no_emotion(trained):
+    """Every emotion was spoken with the same three sentences: text-only UA is exactly chance."""
+    metrics = json.loads((trained["fold"] / "metrics.json").read_text())
+    assert metrics["models"]["linguistic_teacher"]["ua"] == pytest.approx(0.25)
+    (warning,) = metrics["warnings"]
+    assert "loss.use_linguistic: false" in warning
+    assert "## Warnings" in (trained["fold"].parent / "report.md").read_text()
+
+
 def test_cross_corpus_table_has_a_cell_per_bundle_and_corpus(trained, tmp_path: Path):
     main(
         [

@@ -16,6 +16,7 @@ from pathlib import Path
 from .manifest import Utterance
 from .reading import (
     AUDIO_SUFFIXES,
+    CORPUS_TITLES,
     Classes,
     CorpusReading,
     NotTheCorpusError,
@@ -27,6 +28,18 @@ FIXED_SENTENCES_NOTE = (
     "fixed sentences: every text is spoken in every emotion, so the linguistic teacher cannot "
     "learn emotion from the words here"
 )
+
+# What a bundle trained on one of these must tell its users (the bundle's `note`).
+_LANGUAGE = {"emodb": "German", "ravdess": "English", "cremad": "English"}
+ACTED_NOTES = {
+    kind: f"Learned from {CORPUS_TITLES[kind]}: actors reading fixed {language} sentences in a "
+    "studio, so it hears the voice, not the words. Evaluated on speakers it never heard "
+    "(trained_on gives the fold, its test speakers and UA). Acted emotion is stronger than "
+    "everyday speech: expect less on conversations, and measure it on your own recordings "
+    "with `python -m training evaluate`."
+    for kind, language in _LANGUAGE.items()
+}
+
 
 # --- EmoDB (Berlin): wav/03a01Fa.wav ----------------------------------------------------------
 
@@ -62,7 +75,7 @@ def read_emodb(root: Path, classes: Classes) -> CorpusReading:
             f"{root} is not EmoDB: expected wav/ with files like 03a01Fa.wav "
             "(speaker, text code, emotion letter, version)"
         )
-    reading = CorpusReading("EmoDB", classes)
+    reading = CorpusReading(CORPUS_TITLES["emodb"], classes)
     reading.notes.append(FIXED_SENTENCES_NOTE)
     for path in find_files(wav_dir, (".wav",), reading, root):
         name = path.relative_to(root).as_posix()
@@ -119,7 +132,7 @@ def read_ravdess(root: Path, classes: Classes) -> CorpusReading:
             f"{root} is not RAVDESS: expected Actor_01/ … Actor_24/ with files like "
             "03-01-06-01-02-01-12.wav (Audio_Speech_Actors_01-24.zip unpacked)"
         )
-    reading = CorpusReading("RAVDESS", classes)
+    reading = CorpusReading(CORPUS_TITLES["ravdess"], classes)
     reading.notes.append(FIXED_SENTENCES_NOTE)
     for folder in actors:
         for path in find_files(folder, (*AUDIO_SUFFIXES, ".mp4"), reading, root):
@@ -192,7 +205,7 @@ def read_cremad(root: Path, classes: Classes) -> CorpusReading:
             f"{root} is not CREMA-D: expected AudioWAV/ (or AudioMP3/) with files like "
             "1001_DFA_ANG_XX.wav (actor, sentence, emotion, level)"
         )
-    reading = CorpusReading("CREMA-D", classes)
+    reading = CorpusReading(CORPUS_TITLES["cremad"], classes)
     reading.notes.append(FIXED_SENTENCES_NOTE)
     suffix = ".wav" if audio_dir.name == "AudioWAV" else ".mp3"
     for path in find_files(audio_dir, (suffix,), reading, root):

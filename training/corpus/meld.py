@@ -14,7 +14,14 @@ import csv
 from pathlib import Path
 
 from .manifest import Utterance
-from .reading import Classes, CorpusReading, NotTheCorpusError, is_resource_fork, speaker_id
+from .reading import (
+    CORPUS_TITLES,
+    Classes,
+    CorpusReading,
+    NotTheCorpusError,
+    is_resource_fork,
+    speaker_id,
+)
 
 MELD_EMOTIONS = {
     "neutral": "neutral",
@@ -58,7 +65,7 @@ def read_meld(root: Path, classes: Classes) -> CorpusReading:
             "test_sent_emo.csv and the clip folders train_splits/, dev_splits_complete/, "
             "output_repeated_splits_test/ (MELD.Raw unpacked)"
         )
-    reading = CorpusReading("MELD", classes, protocols=("official",))
+    reading = CorpusReading(CORPUS_TITLES["meld"], classes, protocols=("official",))
     for split, (table_name, clips_name) in SPLITS.items():
         table = tables[split]
         if table is None:

@@ -14,7 +14,7 @@ import csv
 from pathlib import Path
 
 from .manifest import Utterance
-from .reading import Classes, CorpusReading, NotTheCorpusError, scaled, speaker_id
+from .reading import CORPUS_TITLES, Classes, CorpusReading, NotTheCorpusError, scaled, speaker_id
 
 MSP_EMOTIONS = {
     "N": "neutral",
@@ -45,7 +45,7 @@ def read_msp_podcast(root: Path, classes: Classes) -> CorpusReading:
             f"{root} is not MSP-Podcast: expected Audios/<FileName>.wav and "
             f"{LABELS_CSV.as_posix()} ({', '.join(COLUMNS)})"
         )
-    reading = CorpusReading("MSP-Podcast", classes, protocols=("official",))
+    reading = CorpusReading(CORPUS_TITLES["msp-podcast"], classes, protocols=("official",))
     reading.dimensions = {
         "columns": {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"},
         "original_scale": list(RATING_SCALE),

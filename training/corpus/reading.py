@@ -47,6 +47,18 @@ LISTED_PER_REASON = 20
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
 
 
+# The corpora's names as their authors write them, by `prepare` kind.
+CORPUS_TITLES = {
+    "iemocap": "IEMOCAP",
+    "msp-podcast": "MSP-Podcast",
+    "cremad": "CREMA-D",
+    "ravdess": "RAVDESS",
+    "emodb": "EmoDB",
+    "esd": "ESD",
+    "meld": "MELD",
+}
+
+
 class NotTheCorpusError(ValueError):
     """The folder given as a corpus's root does not have that corpus's layout."""
 

@@ -168,13 +168,15 @@ CREMAD_DROPPED = {
 }
 
 
-def write_cremad_tree(root: Path, folder: str = "AudioWAV") -> Path:
+def write_cremad_tree(
+    root: Path, folder: str = "AudioWAV", actors: tuple[str, ...] = CREMAD_ACTORS
+) -> Path:
     """The CREMA-D repository's audio folder: AudioWAV/ (or AudioMP3/ with .mp3 files)."""
     corpus = root / "CREMA-D"
     audio = corpus / folder
     suffix = ".wav" if folder == "AudioWAV" else ".mp3"
     kw = {"format": "MP3"} if suffix == ".mp3" else {}
-    for actor in CREMAD_ACTORS:
+    for actor in actors:
         for sentence, emotion, level in CREMAD_FILES:
             write_tone(audio / f"{actor}_{sentence}_{emotion}_{level}{suffix}", CLIP_S, **kw)
     # The distribution's own empty file, and a clone whose LFS objects were never pulled.
