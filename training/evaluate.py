@@ -9,6 +9,9 @@ or every row) with `emodistill.load(bundle).predict_many` and writes into `out`:
 Rows whose label the bundle cannot output are predicted and listed, but left out of the
 scores (a 4-class model is not wrong about `fear`; it cannot say it): metrics.json counts
 them per label. `cross_corpus_table` puts several bundles against several corpora.
+Clips up to the runtime's window (10 s) are scored whole, as training scores its test clips, so
+on a bundle's own fold the figures equal the run's; longer clips are scored as the service
+scores them (speech segments, windows), which training does not do.
 
 Knows nothing of training: it reads a bundle and a prepared folder, nothing else.
 """

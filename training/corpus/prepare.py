@@ -83,7 +83,9 @@ CORPUS_READERS: dict[CorpusKind, CorpusReader] = {
 }
 
 
-def _transcribed(rows: list[Utterance], config: CorpusConfig, progress: bool, log: Log) -> list:
+def _transcribed(
+    rows: list[Utterance], config: CorpusConfig, progress: bool, log: Log
+) -> list[Utterance]:
     if config.transcribe is None:
         return rows
     from .transcribe import transcribe_rows  # transformers' pipeline: only when asked
@@ -130,7 +132,18 @@ def _prepare_iemocap(config: CorpusConfig, progress: bool, log: Log) -> None:
         raise ManifestError("prepare iemocap reads the field's 4-class protocol only")
     report = prepare_iemocap(_root(config))
     log(report.summary())
-    record = {"corpus": "IEMOCAP", "classes": 4, "kept": len(report.rows)}
+    dropped = {
+        f"label code {code} outside the 4 classes": n for code, n in report.skipped_labels.items()
+    }
+    dropped["audio file missing"] = len(report.missing_wavs)
+    dropped["macOS '._' file"] = report.ignored_resource_forks
+    record = {
+        "corpus": "IEMOCAP",
+        "classes": 4,
+        "kept": len(report.rows),
+        "dropped": {k: v for k, v in sorted(dropped.items()) if v},
+        "dropped_items": {"audio file missing": report.missing_wavs},
+    }
     write_prepared(config.prepared_dir, report.rows, FOUR_CLASS_LABELS, record, DIMENSIONS_RECORD)
 
 

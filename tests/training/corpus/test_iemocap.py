@@ -100,3 +100,10 @@ def test_valence_arousal_dominance_from_the_summary_line_scaled_to_unit(iemocap_
                         ((v - 1) / 4, (a - 1) / 4, (d - 1) / 4), abs=1e-4
                     )
     assert json.loads((out / "dimensions.json").read_text())["original_scale"] == [1.0, 5.0]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["kept"] == 6 and report["dropped"] == {
+        "audio file missing": 1,
+        "label code fru outside the 4 classes": 1,
+        "label code xxx outside the 4 classes": 1,
+        "macOS '._' file": 4,
+    }
