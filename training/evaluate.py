@@ -170,6 +170,9 @@ def evaluate_bundle(
     if not selection.rows:
         raise FoldError(f"{prepared}: no rows in {selection.description}")
     labels = list(recognizer.labels)
+    if not any(r.label in labels for r in selection.rows):
+        found = sorted({r.label for r in selection.rows})
+        raise FoldError(f"no row has a label the model can output: rows {found}, model {labels}")
     probs = predict_rows(recognizer, selection.rows, progress)
     metrics = {
         "bundle": str(bundle),

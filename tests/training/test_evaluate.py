@@ -147,6 +147,32 @@ def test_cross_corpus_table_has_a_cell_per_bundle_and_corpus(trained, tmp_path: 
     assert re.search(r"\| bundle \| \d+\.\d\d \(n=48\) \|", table)
 
 
+def test_a_corpus_with_none_of_the_bundle_s_labels_is_one_line(trained, tmp_path: Path):
+    prepared = tmp_path / "other"
+    prepared.mkdir()
+    manifest = (trained["prepared"] / "manifest.csv").read_text().splitlines()
+    relabelled = [manifest[0]] + [
+        re.sub(r",(neutral|angry|sad|happy),", ",calm,", x) for x in manifest[1:]
+    ]
+    (prepared / "manifest.csv").write_text("\n".join(relabelled) + "\n")
+    (prepared / "labels.json").write_text('{"labels": ["calm"]}')
+    with pytest.raises(SystemExit, match="no row has a label the model can output"):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained["bundle"]),
+                "--corpus",
+                str(prepared),
+                "--partition",
+                "all",
+                "--out",
+                str(tmp_path / "eval"),
+                "--quiet",
+            ]
+        )
+
+
 def test_labels_the_bundle_cannot_output_are_counted_not_scored():
     rows = [
         Utterance(f"u{i}", "/x.wav", label, "s", "", "", 1.0)
