@@ -15,7 +15,11 @@ LOCK ?= dev
 # Empty (TORCH_SPEC=) installs no torch: the service image.
 TORCH_SPEC ?= torch==$(TORCH_VERSION)
 TORCH_PIP_ARGS ?=
-DEMO_DIR ?= models/demo
+# `make demo CORPUS=cremad ROOT=/path/to/CREMA-D` (or emodb, ravdess): the same tiny student
+# trained on that real acted corpus instead of the synthetic one (docs/corpora.md).
+CORPUS ?=
+ROOT ?=
+DEMO_DIR ?= models/demo$(if $(CORPUS),-$(CORPUS),)
 # The local stand-in for debian:bookworm-slim that make compose-test builds and uses.
 BASE_IMAGE_LOCAL ?= emodistill/bookworm-slim:local
 
@@ -56,10 +60,13 @@ test: install lint
 
 # The demo model: synthetic corpus, both teachers, the tiny student (about 5 minutes on
 # 2 CPU cores), then its verified ONNX bundle. Built once; delete $(DEMO_DIR) to rebuild.
+# With CORPUS=cremad|emodb|ravdess ROOT=DIR: prepared from that corpus's folder instead, into
+# models/demo-$(CORPUS); `make serve CORPUS=... ROOT=...` then serves that one.
 demo: install $(DEMO_DIR)/bundle/bundle.json
 
 $(DEMO_DIR)/checkpoint/config.json:
-	$(BIN)/python -m training demo --out $(DEMO_DIR)
+	$(if $(CORPUS),$(if $(ROOT),,$(error CORPUS=$(CORPUS) needs ROOT=/path/to/the/corpus)))
+	$(BIN)/python -m training demo --out $(DEMO_DIR) $(if $(CORPUS),--corpus $(CORPUS) --root $(ROOT),)
 
 $(DEMO_DIR)/bundle/bundle.json: $(DEMO_DIR)/checkpoint/config.json
 	$(BIN)/python -m export --checkpoint $(DEMO_DIR)/checkpoint --out $(DEMO_DIR)/bundle

@@ -71,8 +71,14 @@ def require_espeak() -> None:
 EMO_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
 
-def _summary(start: float, utt: str, code: str) -> str:
-    return f"[{start:.4f} - {start + 1.5:.4f}]\t{utt}\t{code}\t[2.5000, 2.5000, 2.5000]\n"
+def _summary(start: float, utt: str, code: str, vad: tuple[float, ...] = (2.5, 2.5, 2.5)) -> str:
+    ratings = ", ".join(f"{x:.4f}" for x in vad)
+    return f"[{start:.4f} - {start + 1.5:.4f}]\t{utt}\t{code}\t[{ratings}]\n"
+
+
+def iemocap_vad(turn_index: int) -> tuple[float, float, float]:
+    """[V, A, D] of the i-th turn of a fixture dialog: distinct, inside 1-5."""
+    return (1.0 + 0.5 * turn_index, 2.0 + 0.5 * turn_index, 3.0)
 
 
 def _annotators(category: str) -> str:
@@ -122,7 +128,8 @@ def write_iemocap_tree(root: Path) -> Path:
             text = EMO_HEADER
             lines = []
             for i, (utt, code, has_wav, said) in enumerate(turns):
-                text += _summary(6.0 + 2 * i, utt, code) + _annotators("Neutral state")
+                text += _summary(6.0 + 2 * i, utt, code, iemocap_vad(i))
+                text += _annotators("Neutral state")
                 if has_wav:
                     seconds = 0.5 + 0.1 * i
                     write_tone(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from emodistill.cli import add_device_flag
 
 from .corpus.manifest import read_manifest
+from .demo import REAL_DEMO_CORPORA
 from .folds import PROTOCOLS, FoldError, make_folds, split
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         prepared_dir=args.out,
         root=getattr(args, "root", None),
         csv=getattr(args, "csv", None),
+        classes=getattr(args, "classes", 4),
+        speaker_pattern=getattr(args, "speaker_pattern", None),
+        language=getattr(args, "language", "english"),
+        transcribe=getattr(args, "transcribe", None),
         synthetic=synthetic,
         n_val_speakers=args.n_val_speakers,
     )
@@ -45,6 +50,44 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         prepare_corpus(config, rebuild=True, progress=not getattr(args, "quiet", False))
     except PREPARE_ERRORS as err:
         sys.exit(f"error: {err}")
+
+
+# prepare KIND: (help, what --root is). Each reads the corpus as its distribution unpacks.
+CORPUS_COMMANDS = {
+    "iemocap": ("IEMOCAP_full_release, 4-class protocol", "path to IEMOCAP_full_release"),
+    "msp-podcast": (
+        "MSP-Podcast: Audios/, Labels/labels_consensus.csv; official partitions",
+        "the MSP-Podcast folder (holds Audios/ and Labels/)",
+    ),
+    "cremad": (
+        "CREMA-D: AudioWAV/ (or AudioMP3/); 91 actors, 12 fixed sentences",
+        "the CREMA-D folder (holds AudioWAV/ or AudioMP3/)",
+    ),
+    "ravdess": (
+        "RAVDESS speech: Actor_NN/ folders; 24 actors, 2 fixed statements",
+        "the folder holding Actor_01/ … Actor_24/",
+    ),
+    "emodb": ("EmoDB (Berlin): wav/; 10 speakers, 10 German sentences", "the folder holding wav/"),
+    "esd": (
+        "ESD: NNNN/<Emotion>/ per speaker with its transcript",
+        "the folder holding 0001/ … 0020/",
+    ),
+    "meld": (
+        "MELD: *_sent_emo.csv and dia*_utt*.mp4 clips; official train/dev/test",
+        "MELD.Raw (holds the CSVs and the clip folders)",
+    ),
+    "folders": (
+        "any tree root/<label>/<file>: the folder is the label",
+        "the folder holding one folder per label",
+    ),
+}
+DEFAULT_ASR_MODEL = "openai/whisper-small"
+
+
+def _classes(value: str) -> int | str:
+    if value not in ("4", "all"):
+        raise argparse.ArgumentTypeError("choose 4 or all")
+    return 4 if value == "4" else "all"
 
 
 def cmd_folds(args: argparse.Namespace) -> None:
@@ -106,10 +149,57 @@ def cmd_sweep_tau(args: argparse.Namespace) -> None:
     sweep_tau(_run_config(args), args.folds, taus, args.device, not args.quiet)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from emodistill.bundle import BundleError
+
+    from .evaluate import evaluate_bundle
+
+    try:
+        metrics = evaluate_bundle(
+            args.model,
+            args.corpus,
+            args.out,
+            args.partition,
+            args.fold,
+            args.protocol,
+            args.device,
+            not args.quiet,
+        )
+    except (BundleError, FoldError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(
+        f"{metrics['rows']}: n {metrics['n']}, UA {100 * metrics['ua']:.2f} %, "
+        f"WA {100 * metrics['wa']:.2f} %, macro-F1 {100 * metrics['macro_f1']:.2f} %"
+    )
+    if metrics["unknown_labels"]:
+        print(f"labels the model cannot output (not scored): {metrics['unknown_labels']}")
+    print(f"wrote {args.out}/metrics.json, predictions.csv, confusion_matrix.png")
+
+
+def cmd_cross_corpus(args: argparse.Namespace) -> None:
+    from emodistill.bundle import BundleError
+
+    from .evaluate import cross_corpus_table
+
+    try:
+        path = cross_corpus_table(
+            args.models, args.corpora, args.out, args.partition, args.device, not args.quiet
+        )
+    except (BundleError, FoldError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(path.read_text())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
+    from .corpus.prepare import PREPARE_ERRORS
     from .demo import demo
 
-    demo(args.out, args.device, not args.quiet)
+    if (args.corpus is None) != (args.root is None):
+        sys.exit("error: --corpus and --root go together (e.g. --corpus cremad --root DIR)")
+    try:
+        demo(args.out, args.device, not args.quiet, args.corpus, args.root)
+    except PREPARE_ERRORS as err:
+        sys.exit(f"error: {err}")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -127,6 +217,26 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="turn a corpus into manifest.csv + folds")
     corpora = prepare.add_subparsers(dest="corpus", required=True)
 
+    def add_classes(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--classes",
+            type=_classes,
+            default=4,
+            help="4: neutral, angry, sad, happy (the paper's); all: every label the corpus has",
+        )
+
+    def add_transcribe(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--transcribe",
+            nargs="?",
+            const=DEFAULT_ASR_MODEL,
+            default=None,
+            metavar="MODEL",
+            help="write the text of rows without one with this ASR model (transformers; "
+            f"default {DEFAULT_ASR_MODEL}); cached by audio hash and model, resumable",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     def add_out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, required=True, help="folder for manifest.csv etc.")
         p.add_argument(
@@ -136,16 +246,34 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
             help="training speakers held out per fold for validation (early stopping)",
         )
 
-    p = corpora.add_parser("iemocap", help="IEMOCAP_full_release, 4-class protocol")
-    p.add_argument("--root", type=Path, required=True, help="path to IEMOCAP_full_release")
-    add_out(p)
-    p.set_defaults(func=cmd_prepare)
+    for kind, (help_text, root_help) in CORPUS_COMMANDS.items():
+        p = corpora.add_parser(kind, help=help_text)
+        p.add_argument("--root", type=Path, required=True, help=root_help)
+        add_out(p)
+        if kind != "iemocap":
+            add_classes(p)
+        if kind == "folders":
+            p.add_argument(
+                "--speaker-pattern",
+                default=None,
+                help=r"regex whose first group is the speaker in a file name, e.g. '^(\d+)_'",
+            )
+            add_transcribe(p)
+        if kind == "esd":
+            p.add_argument(
+                "--language",
+                choices=("english", "mandarin", "both"),
+                default="english",
+                help="speakers 0011-0020 (English), 0001-0010 (Mandarin) or both",
+            )
+        p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("manifest", help="any corpus, from a CSV: path,label,speaker[,text]")
     p.add_argument(
         "--csv", type=Path, required=True, help="your CSV; relative paths from its folder"
     )
     add_out(p)
+    add_transcribe(p)
     p.set_defaults(func=cmd_prepare)
 
     p = corpora.add_parser("synthetic", help="speak the demo corpus with espeak-ng")
@@ -186,8 +314,42 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     p.add_argument("--taus", default="0.25,0.5,1,2,4,8", help="temperatures to try")
     p.set_defaults(func=cmd_sweep_tau)
 
-    p = commands.add_parser("demo", help="synthetic corpus -> teachers -> tiny student")
+    p = commands.add_parser("evaluate", help="a bundle on a prepared corpus, through the runtime")
+    p.add_argument("--model", type=Path, required=True, help="bundle folder (bundle.json)")
+    p.add_argument("--corpus", type=Path, required=True, help="prepared folder (manifest.csv)")
+    p.add_argument(
+        "--partition",
+        choices=("test", "all"),
+        default="test",
+        help="test: the fold's held-out speakers or partition; all: every row",
+    )
+    p.add_argument("--fold", type=int, default=None, help="default: the bundle's own fold")
+    p.add_argument(
+        "--protocol", choices=PROTOCOLS, default=None, help="default: the bundle's own protocol"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json etc.")
+    add_device_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("cross-corpus", help="bundles x corpora -> UA as a Markdown table")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="bundle folders")
+    p.add_argument("--corpora", type=Path, nargs="+", required=True, help="prepared folders")
+    p.add_argument("--partition", choices=("test", "all"), default="all")
+    p.add_argument("--out", type=Path, required=True, help="folder for the table and each run")
+    add_device_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_cross_corpus)
+
+    p = commands.add_parser("demo", help="synthetic (or a real) corpus -> tiny student")
     p.add_argument("--out", type=Path, default=Path("models/demo"), help="demo folder")
+    p.add_argument(
+        "--corpus",
+        choices=REAL_DEMO_CORPORA,
+        default=None,
+        help="train on this freely downloadable corpus instead of the synthetic one",
+    )
+    p.add_argument("--root", type=Path, default=None, help="the corpus's folder (with --corpus)")
     add_device_flag(p, "teachers and student train")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -16,9 +16,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from student.config import StudentConfig
 
 from .corpus.synthetic import SyntheticConfig
+from .folds import Protocol
 
 # How `training.corpus.prepare` makes the prepared folder; each kind has a preparer there.
-CorpusKind = Literal["iemocap", "manifest", "synthetic", "prepared"]
+CorpusKind = Literal[
+    "iemocap",
+    "msp-podcast",
+    "cremad",
+    "ravdess",
+    "emodb",
+    "esd",
+    "meld",
+    "folders",
+    "manifest",
+    "synthetic",
+    "prepared",
+]
+# The kinds read from a corpus's own folder (`root`).
+ROOT_KINDS = ("iemocap", "msp-podcast", "cremad", "ravdess", "emodb", "esd", "meld", "folders")
 
 
 class Strict(BaseModel):
@@ -27,20 +42,44 @@ class Strict(BaseModel):
 
 class CorpusConfig(Strict):
     kind: CorpusKind = Field(
-        description="iemocap: read `root`; manifest: validate `csv`; synthetic: speak it; "
+        description="iemocap, msp-podcast, cremad, ravdess, emodb, esd, meld, folders: read "
+        "the corpus's own folder `root`; manifest: validate `csv`; synthetic: speak it; "
         "prepared: `prepared_dir` already holds manifest.csv and labels.json."
     )
     prepared_dir: Path = Field(description="Where manifest.csv, labels.json and folds live.")
-    root: Path | None = Field(None, description="IEMOCAP_full_release folder (kind=iemocap).")
+    name: str | None = Field(
+        None,
+        description="Namespace of this corpus's utterances and speakers when a run trains on "
+        "several (default: the prepared folder's name).",
+    )
+    root: Path | None = Field(None, description="The corpus's own folder, as it unpacks.")
     csv: Path | None = Field(None, description="User CSV (kind=manifest).")
+    classes: Literal[4, "all"] = Field(
+        4, description="4: neutral, angry, sad, happy (the paper's); all: every label it has."
+    )
+    speaker_pattern: str | None = Field(
+        None, description="kind=folders: regex whose first group is the speaker in a file name."
+    )
+    language: Literal["english", "mandarin", "both"] = Field(
+        "english", description="kind=esd: which speakers to read."
+    )
+    transcribe: str | None = Field(
+        None,
+        description="ASR model (transformers pipeline) that writes the text of rows without "
+        "one, at preparation time; e.g. openai/whisper-small.",
+    )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    protocol: Literal["speaker", "session"] = "speaker"
+    protocol: Protocol = Field(
+        "speaker",
+        description="speaker: leave one out; speaker_groups: up to 10 folds of speakers; "
+        "session; official: the corpus's own partitions (MSP-Podcast, MELD).",
+    )
     n_val_speakers: int = Field(1, ge=1, description="Training speakers held out per fold.")
 
     @model_validator(mode="after")
     def _source_given(self) -> CorpusConfig:
-        if self.kind == "iemocap" and self.root is None:
-            raise ValueError("corpus.kind=iemocap needs corpus.root")
+        if self.kind in ROOT_KINDS and self.root is None:
+            raise ValueError(f"corpus.kind={self.kind} needs corpus.root")
         if self.kind == "manifest" and self.csv is None:
             raise ValueError("corpus.kind=manifest needs corpus.csv")
         return self
@@ -117,6 +156,11 @@ class RunConfig(Strict):
     feature_cache: Path | None = Field(None, description="eGeMAPS cache; default per user.")
     folds: Literal["all"] | list[int] = "all"
     corpus: CorpusConfig
+    more_corpora: list[CorpusConfig] = Field(
+        default_factory=list,
+        description="Trained together with `corpus`: folds made per corpus and combined, "
+        "figures reported per corpus and pooled (training/corpora.py).",
+    )
     linguistic: LinguisticTeacherConfig = Field(default_factory=LinguisticTeacherConfig)
     prosodic: ProsodicTeacherConfig = Field(default_factory=ProsodicTeacherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

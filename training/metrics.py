@@ -1,8 +1,9 @@
-"""Classification metrics, in one place: WA, UA, confusion matrix, per-fold mean ± std.
+"""Classification metrics, in one place: WA, UA, macro-F1, confusion matrix, mean ± std.
 
 WA (weighted accuracy) is plain accuracy over all utterances. UA (unweighted accuracy) is
 the mean of per-class recalls over the classes present in the references, so a fold whose
-test speaker never shows a class is not penalised for it.
+test speaker never shows a class is not penalised for it; macro-F1 averages over the same
+classes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ def unweighted_accuracy(cm: np.ndarray) -> float:
         return math.nan
     recalls = np.diag(cm)[present] / support[present]
     return float(recalls.mean())
+
+
+def per_class_recall(cm: np.ndarray) -> list[float | None]:
+    """Recall of each class [C]; None for a class absent from the references."""
+    support = cm.sum(axis=1)
+    return [float(cm[i, i] / n) if n else None for i, n in enumerate(support)]
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    """Mean F1 over the classes present in the references (a class never predicted has F1 0)."""
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    present = np.flatnonzero(support > 0)
+    if present.size == 0:
+        return math.nan
+    f1 = [2 * cm[i, i] / (support[i] + predicted[i]) for i in present]
+    return float(np.mean(f1))
 
 
 @dataclass(frozen=True)

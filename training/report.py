@@ -17,10 +17,15 @@ where `Scores.to_dict()` is {"wa": float, "ua": float, "confusion": [[int]], "la
 with WA/UA as fractions (not percent) and confusion rows = references, columns = predictions.
 Any model key may be missing from a fold (a variant without that teacher). Folders not named
 `fold_<int>`, and fold folders without metrics.json (a fold still running), are ignored.
+
+A run on several corpora (`corpora.json` in the run folder) also gets the student's figures
+per corpus, from each fold's `predictions.csv` (`utt_id,label,predicted,...`, utt_ids
+prefixed `<corpus>/`), beside the pooled ones.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from dataclasses import dataclass
@@ -35,7 +40,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
 from .calibration import RELIABILITY_PNG
-from .metrics import MeanStd, Scores, summarize_folds
+from .corpora import read_corpora_file
+from .metrics import MeanStd, Scores, score, summarize_folds
 
 # Column order in the report; models not listed here follow in sorted order.
 MODEL_ORDER = ("student", "linguistic_teacher", "prosodic_teacher")
@@ -116,6 +122,9 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
     lines = [f"# {title}", ""]
     if extra_lines:
         lines += [*extra_lines, ""]
+    warnings = sorted({w for f in folds for w in f.get("warnings", [])})
+    if warnings:
+        lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
     lines += ["## Per fold (WA and UA in %)", ""]
     header = ["fold", "test speakers"]
     for model in models:
@@ -146,12 +155,47 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
         pooled_sections += [f"### {_pretty(model)}", "", f"![{_pretty(model)} confusion]({png})"]
         pooled_sections.append("")
 
+    lines += _per_corpus_section(run_dir, folds)
     lines += ["", "## Pooled confusion matrices (rows: reference, columns: predicted)", ""]
     lines += pooled_sections
     lines += _calibration_section(folds)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _per_corpus_section(run_dir: Path, folds: list[dict[str, Any]]) -> list[str]:
+    """The student per corpus (mean ± std over folds, pooled) and over all corpora."""
+    names = read_corpora_file(run_dir)
+    if len(names) < 2 or not any("student" in f["models"] for f in folds):
+        return []
+    labels = folds[0]["models"]["student"]["labels"]
+    per_corpus: dict[str, list[Scores]] = {name: [] for name in names}
+    for fold in folds:
+        path = run_dir / f"fold_{fold['fold']}" / "predictions.csv"
+        if not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            predictions = list(csv.DictReader(f))
+        for name in names:
+            mine = [p for p in predictions if p["utt_id"].startswith(f"{name}/")]
+            if mine:
+                y_true = [labels.index(p["label"]) for p in mine]
+                y_pred = [labels.index(p["predicted"]) for p in mine]
+                per_corpus[name].append(score(y_true, y_pred, labels))
+    lines = ["", "## Student per corpus (WA and UA in %, mean ± sample std over folds)", ""]
+    lines += _table_head(["corpus", "folds", "test clips", "WA", "UA", "pooled WA", "pooled UA"])
+    everything = [_scores(f["models"]["student"]) for f in folds if "student" in f["models"]]
+    for name, per_fold in [*per_corpus.items(), ("all corpora", everything)]:
+        if not per_fold:
+            lines.append(_table_row([name, "0", "0", *[MISSING] * 4]))
+            continue
+        summary = summarize_folds(per_fold)
+        clips = sum(int(np.sum(s.confusion)) for s in per_fold)
+        row = [name, str(len(per_fold)), str(clips), summary["wa"].percent()]
+        row += [summary["ua"].percent(), _pct(summary["pooled_wa"].mean)]
+        lines.append(_table_row([*row, _pct(summary["pooled_ua"].mean)]))
+    return lines
 
 
 def _calibration_section(folds: list[dict[str, Any]]) -> list[str]:

@@ -27,13 +27,17 @@ from student.model import EmoDistillStudent
 
 from .calibration import RELIABILITY_PNG, calibrate, held_out, plot_reliability
 from .config import RunConfig, save_config
-from .corpus.manifest import Utterance, read_labels, read_manifest
+from .corpora import all_corpora, load_training_data, write_corpora_file
+from .corpus.acted import ACTED_NOTES
+from .corpus.manifest import Utterance
 from .corpus.prepare import prepare_corpus
+from .corpus.reading import CORPUS_TITLES
 from .data import Clip
+from .data_checks import linguistic_teacher_warning
 from .distill_loss import TEACHERS
 from .distributed import DistContext, init_distributed
 from .features import EgemapsCache, extract_all
-from .folds import Fold, FoldSplit, folds_path, read_folds, split
+from .folds import Fold, FoldSplit, split
 from .metrics import Scores
 from .report import write_run_report
 from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
@@ -63,15 +67,15 @@ class Experiment:
         self.ctx: DistContext = init_distributed(device)
         self.progress = progress and self.ctx.is_main
         if self.ctx.is_main:
-            prepare_corpus(run.corpus, progress=self.progress)
+            for corpus in all_corpora(run):
+                prepare_corpus(corpus, progress=self.progress)
             save_config(run, run.run_dir / "resolved_config.yaml")
         self.ctx.barrier()
-        prepared = run.corpus.prepared_dir
-        self.rows = read_manifest(prepared)
-        self.labels = read_labels(prepared)
-        self.folds: list[Fold] = read_folds(
-            self.rows, folds_path(prepared, run.corpus.protocol), run.corpus.n_val_speakers
-        )
+        data = load_training_data(run)  # one corpus as prepared, or several combined
+        self.rows, self.labels, self.corpus_names = data.rows, data.labels, data.names
+        self.folds: list[Fold] = data.folds
+        if self.ctx.is_main:
+            write_corpora_file(run.run_dir, data)
         self.cache = EgemapsCache(run.feature_cache)
         if self.ctx.is_main:
             print(extract_all([r.path for r in self.rows], self.cache, progress=self.progress))
@@ -126,7 +130,9 @@ class Experiment:
         corpus = self.run.corpus
         seen = [*parts.train, *parts.val]
         return TrainingData(
-            corpus=CORPUS_NAMES.get(corpus.kind, corpus.prepared_dir.name),
+            corpus=" + ".join(self.corpus_names)
+            if self.run.more_corpora
+            else CORPUS_NAMES.get(corpus.kind, corpus.prepared_dir.name),
             utterances=len(seen),
             speakers=len({u.speaker for u in seen}),
             protocol=corpus.protocol,
@@ -165,6 +171,11 @@ class Experiment:
         result = trainer.train(resume=resume)
         metrics: dict = {}
         if self.ctx.is_main:
+            text_warning = linguistic_teacher_warning(
+                teachers["linguistic"].val.ua, len(self.labels), run.loss.use_linguistic
+            )
+            if text_warning:
+                print(f"fold {k}: {text_warning}")
             student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
             batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
             test_scores, test_logits = evaluate_student(
@@ -192,6 +203,7 @@ class Experiment:
                 "calibration": calibration.model_dump(),
                 "calibration_on_test": on_test,
                 "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
+                "warnings": [text_warning] if text_warning else [],
             }
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             # Beside the checkpoint, so an exported bundle can say what its model learned
@@ -203,7 +215,7 @@ class Experiment:
                 test=test_scores.to_dict(),
                 calibration=calibration,
                 trained_on=self._trained_on(k, parts, test_scores),
-                note=CORPUS_NOTES.get(self.run.corpus.kind),
+                note=None if self.run.more_corpora else CORPUS_NOTES.get(self.run.corpus.kind),
             )
             checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
             summary = record.model_dump(exclude_none=True)
@@ -214,11 +226,12 @@ class Experiment:
 
 # What a user must be told about a model, by the corpus it learned from.
 CORPUS_NOTES = {
+    **ACTED_NOTES,
     "synthetic": "Demo model: it learned from synthetic espeak-ng speech, where emotion is "
     "acted by pitch, rate and word choice. It does not recognise emotion in real voices; "
     "train on IEMOCAP (training/configs/iemocap_hubert_base.yaml) for that.",
 }
-CORPUS_NAMES = {"iemocap": "IEMOCAP", "synthetic": "synthetic (espeak-ng)"}
+CORPUS_NAMES = {**CORPUS_TITLES, "synthetic": "synthetic (espeak-ng)"}
 
 
 def _write_predictions(path: Path, clips: list[Clip], probs: np.ndarray, labels: list[str]) -> None:

@@ -95,3 +95,54 @@ def test_too_few_speakers_is_an_error():
         make_folds(corpus(["a", "b"]), "speaker")
     with pytest.raises(FoldError, match="at least 2"):
         make_folds(corpus(["a"]), "speaker")
+
+
+def test_speaker_groups_cut_sorted_speakers_into_at_most_ten_even_runs():
+    speakers = [f"cremad_{1001 + i}" for i in range(23)]
+    folds = make_folds(corpus(speakers, sessions=False), "speaker_groups")
+
+    assert [len(f.test_speakers) for f in folds] == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+    tested = [s for f in folds for s in f.test_speakers]
+    assert tested == speakers  # each speaker tested exactly once, in order
+    assert folds[0].val_speakers == ("cremad_1004",)  # the first speaker after the group
+
+
+def test_speaker_folds_refuse_rows_without_a_speaker():
+    rows = corpus(["a", "b", "c"], sessions=False)
+    rows.append(replace(rows[0], utt_id="anon", speaker=""))
+    with pytest.raises(FoldError, match="speaker is unknown"):
+        make_folds(rows, "speaker")
+
+
+def _partitioned(names: dict[str, str]) -> list[Utterance]:
+    return [
+        Utterance(utt, f"/x/{utt}.wav", "a", "", "", "", 1.0, partition=part)
+        for utt, part in names.items()
+    ]
+
+
+def test_official_folds_one_per_test_partition_and_unknown_partitions_left_out():
+    rows = _partitioned(
+        {"u1": "Train", "u2": "Development", "u3": "Test1", "u4": "Test2", "u5": "Other"}
+    )
+    folds = make_folds(rows, "official")
+
+    assert [f.test_partitions for f in folds] == [("Test1",), ("Test2",)]
+    parts = split(rows, folds[1])
+    assert [[r.utt_id for r in getattr(parts, p)] for p in ("train", "val", "test")] == [
+        ["u1"],
+        ["u2"],
+        ["u4"],
+    ]
+
+
+def test_official_folds_need_train_dev_and_test():
+    with pytest.raises(FoldError, match="none for \\['val'\\]"):
+        make_folds(_partitioned({"u1": "train", "u2": "test"}), "official")
+
+
+def test_official_folds_round_trip_through_the_folds_file(tmp_path):
+    rows = _partitioned({"u1": "train", "u2": "dev", "u3": "test"})
+    path = tmp_path / "folds_official.json"
+    write_folds(rows, make_folds(rows, "official"), path)
+    assert read_folds(rows, path, n_val_speakers=1) == make_folds(rows, "official")

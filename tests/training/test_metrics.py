@@ -9,7 +9,9 @@ import pytest
 
 from training.metrics import (
     confusion_matrix,
+    macro_f1,
     mean_std,
+    per_class_recall,
     score,
     summarize_folds,
     unweighted_accuracy,
@@ -62,3 +64,10 @@ def test_summarize_folds_pools_confusions():
     assert summary["wa"].mean == pytest.approx(0.875)
     assert summary["pooled_wa"].mean == pytest.approx(5 / 6)
     assert summary["pooled_ua"].mean == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_macro_f1_and_per_class_recall_by_hand():
+    cm = confusion_matrix(Y_TRUE, Y_PRED, 4)
+    # class 0: P 2/2, R 2/3 -> F1 0.8; class 1: P 1/2, R 1/2 -> 0.5; class 2: P 1/2, R 1 -> 2/3
+    assert macro_f1(cm) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert per_class_recall(cm) == pytest.approx([2 / 3, 0.5, 1.0, None])

@@ -15,20 +15,31 @@ from pathlib import Path
 from emodistill.audio import duration_s
 
 from .manifest import Utterance
+from .reading import FOUR_CLASSES, NotTheCorpusError, to_unit
 
 # Label order of the model's outputs for IEMOCAP (and the synthetic corpus that mirrors it).
-FOUR_CLASS_LABELS = ("neutral", "angry", "sad", "happy")
+FOUR_CLASS_LABELS = FOUR_CLASSES
 # Excited is merged into happy, as the field's 4-class protocol does.
 LABEL_MAP = {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy", "exc": "happy"}
 SESSIONS = tuple(f"Session{i}" for i in range(1, 6))
+# The summary line's [V, A, D]: annotators' mean ratings on 1-5, valence first.
+RATING_SCALE = (1.0, 5.0)
+DIMENSIONS_RECORD = {
+    "columns": {"valence": "[V, A, D][0]", "arousal": "[V, A, D][1]", "dominance": "[V, A, D][2]"},
+    "original_scale": list(RATING_SCALE),
+    "stored_as": "(rating - 1) / 4, in [0, 1]",
+}
 
 # `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`
-_SUMMARY_LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(Ses\d\d[FM]\S*)\t(\w+)\t\[")
+_SUMMARY_LINE = re.compile(
+    r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(Ses\d\d[FM]\S*)\t(\w+)\t"
+    r"\[\s*([\d.]+),\s*([\d.]+),\s*([\d.]+)\s*\]"
+)
 # `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`
 _TRANSCRIPT_LINE = re.compile(r"^(Ses\d\d[FM]\S*_[FM]\d+)\s+\[[^\]]*\]:\s?(.*)$")
 
 
-class NotIemocapError(ValueError):
+class NotIemocapError(NotTheCorpusError):
     """The folder given as IEMOCAP's root does not have IEMOCAP's layout."""
 
 
@@ -110,14 +121,25 @@ def check_root(root: Path) -> list[Path]:
     return sessions
 
 
-def read_labels(session_dir: Path, report: IemocapReport) -> dict[str, str]:
-    """utt_id -> label code, from the summary lines of the top-level EmoEvaluation files."""
-    labels: dict[str, str] = {}
+@dataclass(frozen=True)
+class Evaluation:
+    """One summary line: the category code and the [V, A, D] ratings (1-5)."""
+
+    code: str
+    valence: float
+    arousal: float
+    dominance: float
+
+
+def read_labels(session_dir: Path, report: IemocapReport) -> dict[str, Evaluation]:
+    """utt_id -> its evaluation, from the summary lines of the top-level EmoEvaluation files."""
+    labels: dict[str, Evaluation] = {}
     for path in _text_files(session_dir / "dialog" / "EmoEvaluation", report):
         for line in _read_lines(path):
             match = _SUMMARY_LINE.match(line)
             if match:
-                labels[match.group(1)] = match.group(2)
+                v, a, d = (float(x) for x in match.group(3, 4, 5))
+                labels[match.group(1)] = Evaluation(match.group(2), v, a, d)
     return labels
 
 
@@ -145,10 +167,10 @@ def prepare_iemocap(root: Path) -> IemocapReport:
         texts = read_transcripts(session_dir, report)
         report.unlabelled_transcript_ids += len(texts.keys() - codes.keys())
         wav_dir = session_dir / "sentences" / "wav"
-        for utt_id, code in sorted(codes.items()):
-            label = LABEL_MAP.get(code)
+        for utt_id, evaluation in sorted(codes.items()):
+            label = LABEL_MAP.get(evaluation.code)
             if label is None:
-                report.skipped_labels[code] += 1
+                report.skipped_labels[evaluation.code] += 1
                 continue
             wav = wav_dir / dialog_of(utt_id) / f"{utt_id}.wav"
             if not wav.is_file():
@@ -165,6 +187,9 @@ def prepare_iemocap(root: Path) -> IemocapReport:
                     session=utt_id[:5],
                     text=texts.get(utt_id, ""),
                     duration_s=duration_s(wav),
+                    arousal=to_unit(evaluation.arousal, RATING_SCALE),
+                    valence=to_unit(evaluation.valence, RATING_SCALE),
+                    dominance=to_unit(evaluation.dominance, RATING_SCALE),
                 )
             )
     return report

@@ -1,8 +1,11 @@
 """The manifest: one CSV row per utterance, the single input of every later stage.
 
-Columns are `MANIFEST_COLUMNS`; `path` is absolute. Next to it, `labels.json` holds the
-label set in the order the model's outputs will use: written once here, read by training,
-export and the service (through the model's config).
+Columns are `MANIFEST_COLUMNS`; `path` is absolute. The last four are optional (a manifest
+written before them, with `BASE_COLUMNS` only, still reads): `partition`, a corpus's official
+partition name (MSP-Podcast's `Train`, MELD's `dev`), and arousal, valence and dominance scaled
+to [0, 1] where a corpus rates them (the original scale is in `dimensions.json`). Next to it,
+`labels.json` holds the label set in the order the model's outputs will use: written once
+here, read by training, export and the service (through the model's config).
 """
 
 from __future__ import annotations
@@ -30,9 +33,15 @@ class Utterance:
     session: str
     text: str
     duration_s: float
+    partition: str = ""  # the corpus's official partition; "" where it has none
+    arousal: float | None = None  # in [0, 1]; None where the corpus does not rate it
+    valence: float | None = None
+    dominance: float | None = None
 
 
 MANIFEST_COLUMNS = tuple(f.name for f in fields(Utterance))
+BASE_COLUMNS = MANIFEST_COLUMNS[:7]  # what every manifest has; the rest may be absent
+DIMENSIONS = ("arousal", "valence", "dominance")
 
 
 class ManifestError(ValueError):
@@ -52,6 +61,9 @@ def write_manifest(rows: Sequence[Utterance], out_dir: Path, labels: Sequence[st
         for row in rows:
             record = asdict(row)
             record["duration_s"] = f"{row.duration_s:.4f}"
+            for name in DIMENSIONS:
+                value = record[name]
+                record[name] = "" if value is None else f"{value:.4f}"
             writer.writerow(record)
     (out_dir / LABELS_FILE).write_text(json.dumps({"labels": list(labels)}, indent=2) + "\n")
     return path
@@ -62,15 +74,32 @@ def read_manifest(path: Path) -> list[Utterance]:
     path = path / MANIFEST_FILE if path.is_dir() else path
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (MANIFEST_COLUMNS, BASE_COLUMNS):
             raise ManifestError(
                 f"{path}: columns {reader.fieldnames} are not the manifest's {MANIFEST_COLUMNS}; "
                 "write it with `python -m training prepare ...`"
             )
-        return [
-            Utterance(**{**r, "duration_s": float(r["duration_s"])})  # type: ignore[arg-type]
-            for r in reader
-        ]
+        return [_row(r) for r in reader]
+
+
+def _row(record: dict[str, str]) -> Utterance:
+    def dimension(name: str) -> float | None:
+        value = record.get(name) or ""
+        return float(value) if value else None
+
+    return Utterance(
+        utt_id=record["utt_id"],
+        path=record["path"],
+        label=record["label"],
+        speaker=record["speaker"],
+        session=record["session"],
+        text=record["text"],
+        duration_s=float(record["duration_s"]),
+        partition=record.get("partition") or "",
+        arousal=dimension("arousal"),
+        valence=dimension("valence"),
+        dominance=dimension("dominance"),
+    )
 
 
 def read_labels(manifest_dir: Path) -> list[str]:

@@ -1,21 +1,31 @@
 """Corpus preparation: one function, `prepare_corpus`, behind a registry of corpus kinds.
 
-A preparer turns one kind of source (IEMOCAP's folder, a user CSV, the synthetic corpus) into
-`manifest.csv` and `labels.json` in the config's `prepared_dir`; `prepare_corpus` then writes
-the folds files beside them. The CLI's `prepare` and a training run both call it, so a
-prepared folder looks the same whichever made it. Knows nothing of features, models or runs.
+A preparer turns one kind of source (a corpus's own folder, a user CSV, the synthetic corpus)
+into `manifest.csv` and `labels.json` in the config's `prepared_dir`; `prepare_corpus` then
+writes the folds files beside them. Corpora read from their folder (`CORPUS_READERS`) are read
+whole, and transcribed where asked, before anything is written: a root that is not the corpus,
+or an interrupted run, leaves the prepared folder as it was. Beside the manifest they leave
+`prepare_report.json` (rows kept, dropped by reason) and, where the corpus rates arousal,
+valence and dominance, `dimensions.json` (the original scale). The CLI's `prepare` and a
+training run both call it, so a prepared folder looks the same whichever made it.
+Knows nothing of features, models or runs.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from ..config import CorpusConfig, CorpusKind
 from ..folds import PROTOCOLS, folds_path, write_all_folds
-from .iemocap import FOUR_CLASS_LABELS, NotIemocapError, prepare_iemocap
+from ..folds import Protocol as FoldProtocol
+from .acted import read_cremad, read_emodb, read_ravdess
+from .esd import read_esd
+from .folders import SpeakerPatternError, read_folders
+from .iemocap import DIMENSIONS_RECORD, FOUR_CLASS_LABELS, prepare_iemocap
 from .manifest import (
     MANIFEST_FILE,
     ManifestError,
@@ -26,22 +36,91 @@ from .manifest import (
     validate_user_csv,
     write_manifest,
 )
+from .meld import read_meld
+from .msp_podcast import read_msp_podcast
+from .reading import CorpusReading, NotTheCorpusError
 from .synthetic import EspeakMissingError, build_corpus, read_meta
 
 Log = Callable[[str], object]  # print, or a test's list.append
+REPORT_FILE = "prepare_report.json"
+DIMENSIONS_FILE = "dimensions.json"
 
 # What a preparer raises for a bad source; the CLI turns these into one-line errors.
 PREPARE_ERRORS: tuple[type[Exception], ...] = (
-    NotIemocapError,
+    NotTheCorpusError,
     ManifestError,
+    SpeakerPatternError,
     EspeakMissingError,
     OSError,
 )
 
 
 class Preparer(Protocol):
-    def __call__(self, config: CorpusConfig, progress: bool, log: Log) -> None:
-        """Write manifest.csv and labels.json into `config.prepared_dir`; log a summary."""
+    def __call__(
+        self, config: CorpusConfig, progress: bool, log: Log
+    ) -> Sequence[FoldProtocol] | None:
+        """Write manifest.csv and labels.json into `config.prepared_dir`; log a summary.
+        Returns the fold protocols that suit the corpus (None: whichever the rows allow)."""
+
+
+CorpusReader = Callable[[CorpusConfig], CorpusReading]
+
+
+def _root(config: CorpusConfig) -> Path:
+    if config.root is None:  # CorpusConfig's validator makes this unreachable from YAML
+        raise ValueError(f"corpus.kind={config.kind} needs corpus.root")
+    return config.root.resolve()
+
+
+CORPUS_READERS: dict[CorpusKind, CorpusReader] = {
+    "emodb": lambda c: read_emodb(_root(c), c.classes),
+    "ravdess": lambda c: read_ravdess(_root(c), c.classes),
+    "cremad": lambda c: read_cremad(_root(c), c.classes),
+    "msp-podcast": lambda c: read_msp_podcast(_root(c), c.classes),
+    "esd": lambda c: read_esd(_root(c), c.classes, c.language),
+    "meld": lambda c: read_meld(_root(c), c.classes),
+    "folders": lambda c: read_folders(_root(c), c.classes, c.speaker_pattern),
+}
+
+
+def _transcribed(
+    rows: list[Utterance], config: CorpusConfig, progress: bool, log: Log
+) -> list[Utterance]:
+    if config.transcribe is None:
+        return rows
+    from .transcribe import transcribe_rows  # transformers' pipeline: only when asked
+
+    return transcribe_rows(rows, config.transcribe, progress=progress, log=log)
+
+
+def write_prepared(
+    out: Path,
+    rows: list[Utterance],
+    labels: Sequence[str],
+    record: dict[str, object],
+    dimensions: Mapping[str, object] | None,
+) -> None:
+    """The prepared folder's files, written together once everything is read."""
+    write_manifest(rows, out, labels)
+    (out / REPORT_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    dims = out / DIMENSIONS_FILE
+    if dimensions is not None:
+        dims.write_text(json.dumps(dimensions, indent=2) + "\n")
+    elif dims.exists():
+        dims.unlink()  # from an earlier preparation of another corpus
+
+
+def _prepare_read(config: CorpusConfig, progress: bool, log: Log) -> Sequence[FoldProtocol]:
+    reading = CORPUS_READERS[config.kind](config)
+    log(reading.summary())
+    if not reading.rows:
+        raise NotTheCorpusError(
+            f"{config.root}: no utterance kept ({sum(reading.dropped.values())} dropped); "
+            "see the reasons above"
+        )
+    rows = _transcribed(reading.rows, config, progress, log)
+    write_prepared(config.prepared_dir, rows, reading.labels, reading.record(), reading.dimensions)
+    return reading.protocols
 
 
 def _per_class(rows: list[Utterance]) -> str:
@@ -49,11 +128,23 @@ def _per_class(rows: list[Utterance]) -> str:
 
 
 def _prepare_iemocap(config: CorpusConfig, progress: bool, log: Log) -> None:
-    if config.root is None:  # CorpusConfig's validator makes this unreachable from YAML
-        raise ValueError("corpus.kind=iemocap needs corpus.root")
-    report = prepare_iemocap(config.root)
+    if config.classes != 4:
+        raise ManifestError("prepare iemocap reads the field's 4-class protocol only")
+    report = prepare_iemocap(_root(config))
     log(report.summary())
-    write_manifest(report.rows, config.prepared_dir, FOUR_CLASS_LABELS)
+    dropped = {
+        f"label code {code} outside the 4 classes": n for code, n in report.skipped_labels.items()
+    }
+    dropped["audio file missing"] = len(report.missing_wavs)
+    dropped["macOS '._' file"] = report.ignored_resource_forks
+    record = {
+        "corpus": "IEMOCAP",
+        "classes": 4,
+        "kept": len(report.rows),
+        "dropped": {k: v for k, v in sorted(dropped.items()) if v},
+        "dropped_items": {"audio file missing": report.missing_wavs},
+    }
+    write_prepared(config.prepared_dir, report.rows, FOUR_CLASS_LABELS, record, DIMENSIONS_RECORD)
 
 
 def _prepare_manifest(config: CorpusConfig, progress: bool, log: Log) -> None:
@@ -62,7 +153,7 @@ def _prepare_manifest(config: CorpusConfig, progress: bool, log: Log) -> None:
     rows, labels = validate_user_csv(config.csv)
     log(f"{len(rows)} utterances, {len({r.speaker for r in rows})} speakers")
     log(_per_class(rows))
-    write_manifest(rows, config.prepared_dir, labels)
+    write_manifest(_transcribed(rows, config, progress, log), config.prepared_dir, labels)
 
 
 def _prepare_synthetic(config: CorpusConfig, progress: bool, log: Log) -> None:
@@ -83,10 +174,21 @@ def _already_prepared(config: CorpusConfig, progress: bool, log: Log) -> None:
 
 PREPARERS: dict[CorpusKind, Preparer] = {
     "iemocap": _prepare_iemocap,
+    **dict.fromkeys(CORPUS_READERS, _prepare_read),
     "manifest": _prepare_manifest,
     "synthetic": _prepare_synthetic,
     "prepared": _already_prepared,
 }
+
+
+def _suited_protocols(out: Path) -> Sequence[FoldProtocol]:
+    """The protocols an earlier preparation found suitable (prepare_report.json), else all."""
+    report = out / REPORT_FILE
+    if report.is_file():
+        saved = json.loads(report.read_text()).get("protocols")
+        if saved:
+            return [p for p in PROTOCOLS if p in saved]
+    return PROTOCOLS
 
 
 def prepare_corpus(
@@ -101,11 +203,16 @@ def prepare_corpus(
     out = config.prepared_dir
     manifest = out / MANIFEST_FILE
     rewritten = rebuild or not manifest.is_file()
+    suited: Sequence[FoldProtocol] | None = None
     if rewritten:
-        PREPARERS[config.kind](config, progress, log)
+        suited = PREPARERS[config.kind](config, progress, log)
     rows = read_manifest(out)
     if rewritten:
         log(f"wrote {manifest} ({len(rows)} rows; labels {read_labels(out)})")
-    protocols = [p for p in PROTOCOLS if rewritten or not folds_path(out, p).is_file()]
+    candidates = suited if suited is not None else _suited_protocols(out)
+    protocols = [p for p in candidates if rewritten or not folds_path(out, p).is_file()]
+    if rewritten:
+        for stale in set(PROTOCOLS) - set(candidates):
+            folds_path(out, stale).unlink(missing_ok=True)
     write_all_folds(rows, out, config.n_val_speakers, log, protocols)
     return out

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IEMOCAP_EXPECTED, IEMOCAP_TURNS
+from tests.conftest import IEMOCAP_EXPECTED, IEMOCAP_TURNS, iemocap_vad
 from training.cli import main
 from training.corpus.iemocap import (
     NotIemocapError,
@@ -82,3 +83,27 @@ def test_cli_writes_manifest_labels_folds_and_summary(iemocap_root, tmp_path, ca
 def test_cli_rejects_a_root_that_is_not_iemocap(tmp_path):
     with pytest.raises(SystemExit, match="is not an IEMOCAP_full_release folder"):
         main(["prepare", "iemocap", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_valence_arousal_dominance_from_the_summary_line_scaled_to_unit(iemocap_root, tmp_path):
+    out = tmp_path / "prepared"
+    main(["prepare", "iemocap", "--root", str(iemocap_root), "--out", str(out)])
+
+    rows = {r.utt_id: r for r in read_manifest(out)}
+    for dialogs in IEMOCAP_TURNS.values():
+        for turns in dialogs.values():
+            for i, (utt, *_) in enumerate(turns):
+                if utt in rows:
+                    v, a, d = iemocap_vad(i)  # valence first on the line, 1-5
+                    row = rows[utt]
+                    assert (row.valence, row.arousal, row.dominance) == pytest.approx(
+                        ((v - 1) / 4, (a - 1) / 4, (d - 1) / 4), abs=1e-4
+                    )
+    assert json.loads((out / "dimensions.json").read_text())["original_scale"] == [1.0, 5.0]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["kept"] == 6 and report["dropped"] == {
+        "audio file missing": 1,
+        "label code fru outside the 4 classes": 1,
+        "label code xxx outside the 4 classes": 1,
+        "macOS '._' file": 4,
+    }

@@ -111,3 +111,15 @@ def test_cli_bad_csv_exits_with_the_errors(tmp_path: Path):
     csv.write_text("path,label,speaker\nmissing.wav,a,s1\n")
     with pytest.raises(SystemExit, match="line 2: audio file not found"):
         main(["prepare", "manifest", "--csv", str(csv), "--out", str(tmp_path / "o")])
+
+
+def test_a_manifest_without_the_optional_columns_still_reads(tmp_path: Path):
+    """Prepared folders written before partitions and A/V/D existed stay usable."""
+    write_tone(tmp_path / "a.wav")
+    path = tmp_path / "manifest.csv"
+    path.write_text(
+        "utt_id,path,label,speaker,session,text,duration_s\n"
+        f"a,{tmp_path / 'a.wav'},happy,s1,,hi,0.5000\n"
+    )
+    (row,) = read_manifest(path)
+    assert (row.partition, row.arousal, row.valence, row.dominance) == ("", None, None, None)
