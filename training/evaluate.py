@@ -35,7 +35,6 @@ from .metrics import confusion_matrix, macro_f1, per_class_recall, score
 from .report import plot_confusion
 
 if TYPE_CHECKING:
-    from emodistill.prediction import Prediction
     from emodistill.recognizer import Recognizer
 
 Partition = Literal["test", "all"]
@@ -44,11 +43,6 @@ PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_PNG = "confusion_matrix.png"
 # Clips handed to the runtime at once: its own batching cuts them by length and audio budget.
 CHUNK_CLIPS = 32
-
-
-def probabilities_of(answer: Prediction) -> Mapping[str, float]:
-    """label -> probability from one runtime answer (a typed `Prediction`)."""
-    return answer.probabilities
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,7 @@ def predict_rows(recognizer: Recognizer, rows: Sequence[Utterance], progress: bo
         chunk = rows[start : start + CHUNK_CLIPS]
         answers = recognizer.predict_many([r.path for r in chunk])
         for i, answer in enumerate(answers):
-            probs = probabilities_of(answer)
+            probs = answer.probabilities
             out[start + i] = [probs[label] for label in labels]
         bar.update(len(chunk))
     bar.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from tests.conftest import tone, write_tiny_bert
 from training.cli import main
 from training.corpus.acted import EMODB_SENTENCES
 from training.corpus.manifest import Utterance
-from training.evaluate import compute_metrics, probabilities_of
+from training.evaluate import compute_metrics
 
 # Per emotion letter a pitch, per speaker a shift: something a tiny student can pick up.
 EMOTION_HZ = {"N": 220.0, "W": 440.0, "T": 160.0, "F": 330.0}
@@ -184,10 +183,3 @@ def test_labels_the_bundle_cannot_output_are_counted_not_scored():
     assert metrics["n"] == 2 and metrics["unknown_labels"] == {"boredom": 1, "fear": 2}
     assert metrics["confusion"] == [[0, 1], [0, 1]] and metrics["ua"] == pytest.approx(0.5)
     assert metrics["per_class_recall"] == {"angry": 0.0, "sad": 1.0}
-
-
-def test_probabilities_are_read_from_either_answer_shape():
-    prediction = SimpleNamespace(probabilities={"a": 0.25, "b": 0.75})  # a typed answer
-
-    assert probabilities_of({"probabilities": {"a": 1.0}}) == {"a": 1.0}
-    assert probabilities_of(prediction) == {"a": 0.25, "b": 0.75}
