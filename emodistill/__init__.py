@@ -3,7 +3,8 @@
 - The contract: audio in (`audio`), the model bundle (`bundle`).
 - The runtime: `load(bundle).predict(audio)` (`recognizer`), over the onnxruntime session
   (`runtime`), live streams `stream(url_or_recognizer, audio)` (`live`, `live_client`),
-  decoding with FFmpeg (`decoder`) and its limits (`audio_input`), speech segments (`segments`), calibrated probabilities and aggregation (`scoring`); bulk scoring
+  decoding with FFmpeg (`decoder`) and its limits (`audio_input`), speech segments
+  (`segments`), calibrated probabilities and aggregation (`scoring`); bulk scoring
   (`bulk`, `python -m emodistill score`). The service is an HTTP layer over it.
 
 Nothing here may pull in torch, transformers or openSMILE: `service/` and its image import it.

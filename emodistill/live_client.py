@@ -73,8 +73,10 @@ async def _paced(
     bytes_per_s = SAMPLE_BYTES[config.encoding] * config.sample_rate_hz
     sent, start = 0, time.monotonic()
     async for frame in _each(frames):
-        if realtime:
-            await asyncio.sleep(max(0.0, start + sent / bytes_per_s - time.monotonic()))
+        # As fast as allowed still yields between frames: a send that fits the socket's
+        # buffer never waits, and one stream would hold up the others of this process.
+        wait_s = start + sent / bytes_per_s - time.monotonic() if realtime else 0.0
+        await asyncio.sleep(max(0.0, wait_s))
         sent += len(frame)
         yield frame
 

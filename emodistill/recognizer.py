@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
 from pydantic import BaseModel
 
 from emodistill.bundle import BundleMetadata
