@@ -95,7 +95,14 @@ class UtteranceEnd(BaseModel):
     label: str
     probabilities: dict[str, float]
     calibrated: bool
-    delay_s: float = Field(description="From the arrival of the span's last sample to now.")
+    delay_s: float = Field(
+        description="From the arrival of the span's last sample to this event: the hold "
+        "until no later audio can change the span, and the scoring."
+    )
+    processing_s: float = Field(
+        description="From the arrival of the audio that settled the span to this event: "
+        "the service's own delay (queue and model), which grows with its load."
+    )
 
 
 class SessionEnded(BaseModel):
@@ -257,7 +264,10 @@ class LiveSession:
                 logits = self._score(step.samples)
                 self.spans.append((step.start, step.end))
                 self.logits.append(logits)
-                item = self._utterance(step, logits)
+                # When its last sample, and the audio that settled it, arrived: kept now, as
+                # arrival times are forgotten with the samples.
+                arrived = (self._arrived(step.end), self._arrived(step.heard))
+                item = self._utterance(step, logits, *arrived)
             elif step.kind == "interim" and not self.interim_busy:  # none while one waits
                 self.interim_busy = True
                 item = self._interim(step)
@@ -283,15 +293,19 @@ class LiveSession:
 
         return asyncio.ensure_future(one())
 
-    async def _utterance(self, step: Step, logits: Awaitable[np.ndarray]) -> UtteranceEnd:
+    async def _utterance(
+        self, step: Step, logits: Awaitable[np.ndarray], ended_at: float, heard_at: float
+    ) -> UtteranceEnd:
         segment = self._finished([(step.start, step.end)], [await logits], "speech").segments
         assert segment is not None
-        delay_s = self.clock() - self._arrived(step.end)
+        now = self.clock()
+        delay_s = now - ended_at
         self.on_utterance(delay_s)
         return UtteranceEnd(
             utterance=step.utterance,
             calibrated=self.pipeline.card.calibrated,
             delay_s=delay_s,
+            processing_s=now - heard_at,
             **segment[0].model_dump(),
         )
 
@@ -317,8 +331,11 @@ class LiveSession:
             prediction: Prediction | None = self._finished([(0, self.segmenter.n)], [await whole])
         elif self.spans:
             logits = [await x for x in self.logits]
-            mode = "speech" if self.segmenter.speech else "windows"
-            prediction = self._finished(self.spans, logits, mode, self.segmenter.speech_s)
+            if self.segmenter.speech:
+                speech_s = self.segmenter.speech_s
+                prediction = self._finished(self.spans, logits, "speech", speech_s)
+            else:
+                prediction = self._finished(self.spans, logits, "windows")
         else:
             prediction = None
         return SessionEnded(reason=reason, duration_s=self.duration_s, prediction=prediction)

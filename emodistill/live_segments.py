@@ -62,13 +62,15 @@ class Step:
     (score `samples`: one span of the offline plan), 'interim' (score `samples`: the speech
     so far), 'whole' (score `samples`: the whole stream, no longer than max_segment_s).
     `start`, `end`: samples from the stream's start; `utterance`: which utterance a span is
-    of (windows of one long utterance share it)."""
+    of (windows of one long utterance share it); `heard`: the samples heard when it was
+    settled (its last sample, or the later one that proved no more audio could change it)."""
 
     kind: Literal["speech", "utterance", "interim", "whole"]
     start: int
     end: int
     samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
     utterance: int = -1
+    heard: int = 0
 
 
 class LiveSegmenter:
@@ -218,7 +220,7 @@ class LiveSegmenter:
 
     def _span(self, a: int, b: int) -> Step:
         self.spans += 1
-        return Step("utterance", a, b, self._samples(a, b), self.utterances - 1)
+        return Step("utterance", a, b, self._samples(a, b), self.utterances - 1, self.n)
 
     def _long_speech(self) -> list[Step]:
         """Windows of the open run once it is longer than window_s: nothing can join it, and

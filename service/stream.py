@@ -19,10 +19,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from emodistill.errors import AudioError
@@ -193,9 +195,9 @@ class StreamConnection:
                     "not_audio", "expected binary audio or {'type': 'end'}", UNSUPPORTED
                 )
 
-    async def _next(self, timeout_s: float) -> dict | Ending | None:
+    async def _next(self, timeout_s: float) -> Message | Ending | None:
         """The next message; an Ending when stopped from outside; None after `timeout_s`."""
-        receive = asyncio.ensure_future(self.ws.receive())
+        receive: asyncio.Future[Any] = asyncio.ensure_future(self.ws.receive())
         done, _ = await asyncio.wait(
             {receive, self.stopped}, timeout=timeout_s, return_when="FIRST_COMPLETED"
         )
