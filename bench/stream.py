@@ -109,8 +109,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     audio = recording(args.audio)
     port = _free_port()
     service = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model", str(args.model), "--port", str(port)]
-        + ["--workers", "1", "--max-streams", "1000", "--max-queue", "4096"],
+        [
+            *(sys.executable, "-m", "service", "--model", str(args.model), "--port", str(port)),
+            *("--workers", "1", "--max-streams", "1000", "--max-queue", "4096"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
