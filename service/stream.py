@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.types import Message
@@ -30,9 +30,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from emodistill.errors import AudioError
 from emodistill.live import LiveSession, StreamConfig, StreamError
 from emodistill.live_client import KEY_PREFIX, SUBPROTOCOL
+from emodistill.prediction import ModelCard
 
 from .batcher import BatcherClosedError, QueueFullError
-from .state import Lifecycle, Service
+from .routes import authorize
+from .state import Lifecycle, Service, ServiceDep
 
 log = logging.getLogger("emodistill.service")
 router = APIRouter()
@@ -84,6 +86,17 @@ async def _refuse(websocket: WebSocket, service: Service, status: int, reason: s
         await websocket.send_denial_response(JSONResponse({"detail": reason}, status))
     else:
         await websocket.close(POLICY, reason)
+
+
+@router.get(
+    "/model",
+    response_model=ModelCard,
+    dependencies=[Depends(authorize)],
+    summary="The model served: name, version, calibration, training data, note",
+)
+async def model_card(service: ServiceDep) -> ModelCard:
+    """What the page shows before the first upload or stream."""
+    return service.pipeline.card
 
 
 @router.websocket("/stream", name="stream")
