@@ -131,24 +131,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         levels = {}
         for n in [int(x) for x in args.levels.split(",")]:
             cpu_before, t0 = _cpu_s(service.pid), time.monotonic()
-            results = asyncio.run(
+            per_stream = asyncio.run(
                 level(url.replace("http", "ws") + "/stream", audio, n, args.seconds)
             )
             cpu = _cpu_s(service.pid) - cpu_before
             wall = time.monotonic() - t0
-            delays = [d for r in results for d in r["delays"]]
-            processing = [p for r in results for p in r["processing"]]
-            stream_s = sum(r["audio_s"] for r in results)
+            delays = [d for r in per_stream for d in r["delays"]]
+            processing = [p for r in per_stream for p in r["processing"]]
+            stream_s = sum(r["audio_s"] for r in per_stream)
             entry = {
                 "streams": n,
-                "ended": sum(r["ended"] for r in results),
+                "ended": sum(r["ended"] for r in per_stream),
                 "utterances": len(delays),
                 "delay_p50_s": float(np.percentile(delays, 50)) if delays else None,
                 "delay_p99_s": float(np.percentile(delays, 99)) if delays else None,
                 "processing_p50_s": float(np.percentile(processing, 50)) if processing else None,
                 "processing_p99_s": float(np.percentile(processing, 99)) if processing else None,
                 "cpu_s_per_stream_s": cpu / stream_s,
-                "scored_s_per_stream_s": sum(r["scored_s"] for r in results) / stream_s,
+                "scored_s_per_stream_s": sum(r["scored_s"] for r in per_stream) / stream_s,
                 "wall_s": wall,
             }
             entry["sustained"] = bool(

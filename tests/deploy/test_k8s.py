@@ -10,10 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.server import HOOKS_S
-
 from service.metrics import ServiceMetrics
 from service.routes import router
+from service.server import HOOKS_S
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

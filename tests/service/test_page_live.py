@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import numpy as np
 import pytest
 import soundfile as sf
 
