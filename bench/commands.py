@@ -30,6 +30,7 @@ QUICK: Settings = {
     "bulk": ("bulk.py", f"--model {{model}} --base {BASE_BUNDLE} --files 30 --long-run-files 300"),
     "decode": ("decode.py", "--seconds 30 --repeats 3"),
     "frontend": ("frontend.py", "--model {model} --requests 400 --repeats 2"),
+    "stream": ("stream.py", "--model {model} --levels 8,16,32 --seconds 22"),
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 150 --repeats 2"),
 }
 FULL: Settings = {
@@ -45,6 +46,7 @@ FULL: Settings = {
     "bulk": ("bulk.py", f"--model {{model}} --base {BASE_BUNDLE}"),
     "decode": ("decode.py", "--seconds 30 --repeats 5"),
     "frontend": ("frontend.py", "--model {model} --requests 600 --repeats 3"),
+    "stream": ("stream.py", "--model {model} --levels 8,16,32,48,64 --seconds 60"),
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 500 --repeats 3"),
 }
 # The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and

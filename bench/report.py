@@ -81,6 +81,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         engine,
         frontend,
         service_load,
+        stream,
         train_probe,
     )
 
@@ -101,6 +102,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         ("5. Bulk scoring", [bulk.report_section]),
         ("6. Decoding each format", [decode.report_section]),
         ("7. The frontend against a simulated GPU", [frontend.report_section]),
+        ("8. Live streams", [stream.report_section]),
     ]
     return goals, sections
 

@@ -2,6 +2,7 @@
 
     emodistill serve --model models/demo/bundle          # the HTTP service (service/)
     emodistill score calls/ --model B --out scores.parquet   # bulk scoring (emodistill/bulk/)
+    emodistill listen call.wav --url ws://localhost:8000/stream  # a live stream's events
     emodistill prepare emodb --root EmoDB --out data/emodb  # a corpus -> manifest + folds
     emodistill train --config training/configs/demo.yaml    # teachers + student per fold
     emodistill export --checkpoint C --out B                 # the student -> a verified bundle
@@ -47,6 +48,7 @@ class Job:
 JOBS: dict[str, Job] = {
     "serve": Job("service.cli", (), "serve a bundle over HTTP (flags or EMODISTILL_ variables)"),
     "score": Job("emodistill.bulk.cli", (), "score files, folders and manifests into one table"),
+    "listen": Job("emodistill.listen", (), "stream a file or standard input; print the events"),
     "prepare": Job("training.cli", ("prepare",), "turn a corpus into manifest.csv + folds"),
     "folds": Job("training.cli", ("folds",), "print the folds of a prepared corpus"),
     "features": Job("training.cli", ("features",), "extract eGeMAPS descriptors into the cache"),

@@ -135,7 +135,10 @@ class Pipeline:
 
     def run(self, prepared: Sequence[Prepared], backend: Backend) -> list[Prediction]:
         """Answers through a synchronous backend, every span of every input batched by length."""
-        pieces = self.pieces(prepared)
+        return self.finish(prepared, self.infer(self.pieces(prepared), backend))
+
+    def infer(self, pieces: list[np.ndarray], backend: Backend) -> list[np.ndarray]:
+        """Each piece's logits [C], through `backend` in batches cut by the one rule."""
         rows: list[np.ndarray] = [np.empty(0)] * len(pieces)
         budget = self.options.max_batch_samples(self.rate_hz)
         lengths = [len(p) for p in pieces]
@@ -143,7 +146,7 @@ class Pipeline:
             logits = backend.infer([pieces[i] for i in batch])
             for i, row in zip(batch, logits, strict=True):
                 rows[i] = row
-        return self.finish(prepared, rows)
+        return rows
 
     async def run_async(self, prepared: Sequence[Prepared], queue: Queue) -> list[Prediction]:
         """Answers through a queue: every span submitted at once, so a request is admitted

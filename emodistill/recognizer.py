@@ -13,13 +13,15 @@ Torch-free; knows nothing of HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel
 
 from emodistill.bundle import BundleMetadata
+from emodistill.live import StreamConfig
 from emodistill.options import InferenceOptions
 from emodistill.pipeline import Audio, Pipeline, Prepared
 from emodistill.prediction import Prediction
@@ -61,6 +63,18 @@ class Recognizer:
     def predict_many(self, audios: Sequence[Audio]) -> list[Prediction]:
         """Each input's answer, every span of every input batched with the others by length."""
         return self.run([self.pipeline.prepare(a) for a in audios])
+
+    def stream(
+        self,
+        frames: AsyncIterable[bytes] | Iterable[bytes],
+        config: StreamConfig | None = None,
+        **config_fields: Any,
+    ) -> AsyncIterator[BaseModel]:
+        """A live stream's events (emodistill.live) for raw `frames` in `config`'s encoding
+        and rate, as `WS /stream` answers them, with no server."""
+        from emodistill.live_client import run_local
+
+        return run_local(self, frames, config or StreamConfig(**config_fields))
 
     def run(self, prepared: Sequence[Prepared]) -> list[Prediction]:
         """Answers for inputs already prepared (decoded and planned) by `self.pipeline`."""

@@ -109,22 +109,46 @@ class SpeechDetector:
         )
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """float32 [samples] at VAD_RATE_HZ -> [chunks] speech probabilities."""
-        n_chunks = len(samples) // CHUNK_SAMPLES
-        state = np.zeros((2, 1, 128), np.float32)
-        rate = np.array(VAD_RATE_HZ, np.int64)
-        window = np.zeros((1, CONTEXT_SAMPLES + CHUNK_SAMPLES), np.float32)
-        out = np.empty(n_chunks, np.float32)
-        for i in range(n_chunks):
-            window[0, :CONTEXT_SAMPLES] = window[0, -CONTEXT_SAMPLES:]
-            window[0, CONTEXT_SAMPLES:] = samples[i * CHUNK_SAMPLES : (i + 1) * CHUNK_SAMPLES]
-            prob, state = self.session.run(None, {"input": window, "state": state, "sr": rate})
-            out[i] = prob[0, 0]
-        return out
+        """float32 [samples] at VAD_RATE_HZ -> [chunks] speech probabilities (whole chunks;
+        a trailing partial chunk is not scored)."""
+        return self.run().push(samples)
+
+    def run(self) -> VadRun:
+        """A run over audio that arrives piece by piece, its state carried across pieces:
+        the same probabilities as `probabilities` on the pieces joined."""
+        return VadRun(self.session)
 
     def regions(self, samples: np.ndarray) -> list[tuple[int, int]]:
         """[(start, end)] sample spans of speech, padded by PAD_S, never overlapping."""
         return speech_regions(self.probabilities(samples), len(samples))
+
+
+class VadRun:
+    """Silero VAD over one stream of audio, fed in pieces of any size: the recurrent state,
+    the previous chunk's context and the samples short of a whole chunk carry over."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.window = np.zeros((1, CONTEXT_SAMPLES + CHUNK_SAMPLES), np.float32)
+        self.rest = np.zeros(0, np.float32)  # fewer than CHUNK_SAMPLES, waiting for more
+        self.rate = np.array(VAD_RATE_HZ, np.int64)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """float32 [samples] at VAD_RATE_HZ -> [chunks] probabilities of the chunks now whole."""
+        pending = np.concatenate([self.rest, np.asarray(samples, np.float32)])
+        n_chunks = len(pending) // CHUNK_SAMPLES
+        out = np.empty(n_chunks, np.float32)
+        window = self.window
+        for i in range(n_chunks):
+            window[0, :CONTEXT_SAMPLES] = window[0, -CONTEXT_SAMPLES:]
+            window[0, CONTEXT_SAMPLES:] = pending[i * CHUNK_SAMPLES : (i + 1) * CHUNK_SAMPLES]
+            prob, self.state = self.session.run(
+                None, {"input": window, "state": self.state, "sr": self.rate}
+            )
+            out[i] = prob[0, 0]
+        self.rest = pending[n_chunks * CHUNK_SAMPLES :].copy()
+        return out
 
 
 @cache
@@ -134,34 +158,71 @@ def default_detector() -> SpeechDetector:
     return SpeechDetector()
 
 
+class RegionTracker:
+    """Speech regions from per-chunk probabilities fed one at a time: Silero's hysteresis
+    (speech from THRESHOLD, a pause once below THRESHOLD - 0.15 for MIN_SILENCE_S), blips
+    under MIN_SPEECH_S dropped, each region padded by PAD_S without overlapping the last.
+    A region is final when `push` returns it: its padding lies within the audio already seen.
+    `speech_regions` is this over a whole clip; a live stream feeds it as chunks arrive."""
+
+    def __init__(self) -> None:
+        self.chunk_s = CHUNK_SAMPLES / VAD_RATE_HZ
+        self.min_silence = max(1, round(MIN_SILENCE_S / self.chunk_s))
+        self.pad = round(PAD_S * VAD_RATE_HZ)
+        self.chunks = 0  # probabilities seen
+        self.start: int | None = None  # chunk where the open run of speech began
+        self.quiet = 0  # quiet chunks at the open run's end
+        self.last_end = 0  # end (samples) of the last region kept: the next starts after it
+
+    def push(self, p: float) -> tuple[int, int] | None:
+        """The next chunk's probability -> the region it closes (samples, padded), if any."""
+        i, self.chunks = self.chunks, self.chunks + 1
+        if self.start is None:
+            if p >= THRESHOLD:
+                self.start, self.quiet = i, 0
+            return None
+        if p >= THRESHOLD - 0.15:
+            self.quiet = 0
+            return None
+        self.quiet += 1
+        if self.quiet < self.min_silence:
+            return None
+        start, self.start = self.start, None
+        return self._kept(start, i - self.quiet + 1, None)
+
+    def finish(self, n_samples: int) -> tuple[int, int] | None:
+        """The end of the audio (`n_samples` long): the open run, if any, ends with it."""
+        start, self.start = self.start, None
+        return None if start is None else self._kept(start, self.chunks, n_samples)
+
+    def _kept(self, a: int, b: int, n_samples: int | None) -> tuple[int, int] | None:
+        """Raw region of chunks [a, b) -> padded samples, or None for a blip."""
+        if (b - a) * self.chunk_s < MIN_SPEECH_S:
+            return None
+        lo = max(0, a * CHUNK_SAMPLES - self.pad, self.last_end)
+        hi = b * CHUNK_SAMPLES + self.pad
+        self.last_end = hi if n_samples is None else min(n_samples, hi)
+        return lo, self.last_end
+
+    def open_region(self, n_seen: int) -> tuple[int, int, bool] | None:
+        """The open run of speech, given `n_seen` samples so far: (its padded start, the
+        least its padded end can be, whether it is already long enough to be kept); None
+        outside speech."""
+        if self.start is None:
+            return None
+        end_chunk = max(self.chunks - self.quiet, self.start + 1)  # it ends no earlier
+        lo = max(0, self.start * CHUNK_SAMPLES - self.pad, self.last_end)
+        least_end = min(n_seen, end_chunk * CHUNK_SAMPLES + self.pad)
+        kept = (end_chunk - self.start) * self.chunk_s >= MIN_SPEECH_S
+        return lo, least_end, kept
+
+
 def speech_regions(probs: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
     """Per-chunk probabilities [chunks] -> [(start, end)] sample spans of speech, padded."""
-    chunk_s = CHUNK_SAMPLES / VAD_RATE_HZ
-    min_silence = max(1, round(MIN_SILENCE_S / chunk_s))
-    raw: list[tuple[int, int]] = []
-    start: int | None = None
-    quiet = 0
-    for i, p in enumerate(probs):
-        if start is None:
-            if p >= THRESHOLD:
-                start, quiet = i, 0
-        elif p < THRESHOLD - 0.15:
-            quiet += 1
-            if quiet >= min_silence:
-                raw.append((start, i - quiet + 1))
-                start = None
-        else:
-            quiet = 0
-    if start is not None:
-        raw.append((start, len(probs)))
-    pad = round(PAD_S * VAD_RATE_HZ)
-    out: list[tuple[int, int]] = []
-    for a, b in raw:
-        if (b - a) * chunk_s < MIN_SPEECH_S:
-            continue
-        lo = max(0, a * CHUNK_SAMPLES - pad, out[-1][1] if out else 0)
-        out.append((lo, min(n_samples, b * CHUNK_SAMPLES + pad)))
-    return out
+    tracker = RegionTracker()
+    found = [tracker.push(float(p)) for p in probs]
+    found.append(tracker.finish(n_samples))
+    return [r for r in found if r is not None]
 
 
 def utterances(

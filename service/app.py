@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from emodistill.pipeline import Pipeline
 from emodistill.runtime import OnnxBackend
 
-from . import __version__, errors, routes
+from . import __version__, errors, routes, stream
 from .batcher import Batcher
 from .errors import error_body
 from .metrics import ServiceMetrics, model_labels
@@ -198,6 +198,7 @@ def create_app(
     app.state.settings = settings
     app.state.lifecycle = lifecycle  # the server flips `terminating` on SIGTERM
     app.include_router(routes.router)
+    stream.install(app, lifecycle)  # WS /stream, ended with session.ended on SIGTERM
     errors.install(app)  # first: its catch-all runs inside every other middleware
     # Added inner to outer: the body limit, then CORS, then metrics (which so see every 413).
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024))

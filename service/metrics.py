@@ -1,7 +1,8 @@
 """Prometheus metrics of one service instance (its own registry, so apps never collide).
 
 Requests by route and status, latency, queue wait, batch size, audio-seconds, queue depth,
-inference failures, non-finite answers, the model served, and the process (memory, CPU, file
+inference failures, non-finite answers, live streams (open, utterances, interim events, the
+utterance-end delay, refusals), the model served, and the process (memory, CPU, file
 descriptors). The batcher reports batches through `on_batch`.
 
 With several processes (service/processes.py), every process writes its values into the
@@ -92,6 +93,31 @@ class ServiceMetrics:
         self.internal_errors = Counter(
             "emodistill_internal_errors",
             "Requests that raised an unexpected exception (answered 500; logged with traceback).",
+            registry=r,
+        )
+        # Live streams (service/stream.py).
+        self.streams_open = Gauge(
+            "emodistill_streams_open",
+            "WebSocket streams open.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stream_utterances = Counter(
+            "emodistill_stream_utterances", "utterance.end events sent.", registry=r
+        )
+        self.stream_interims = Counter(
+            "emodistill_stream_interim_events", "interim events sent.", registry=r
+        )
+        self.stream_delay = Histogram(
+            "emodistill_stream_utterance_delay_seconds",
+            "From the arrival of an utterance's last sample to its utterance.end event.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.streams_refused = Counter(
+            "emodistill_streams_refused",
+            "Streams refused or ended by the server, by reason.",
+            ["reason"],
             registry=r,
         )
         # process_resident_memory_bytes, CPU seconds, open fds: what bench/attack.py watches.

@@ -250,6 +250,11 @@ def server_config(
         http=protocol_for(settings, open_connections),
         timeout_keep_alive=int(settings.keep_alive_s),
         timeout_graceful_shutdown=int(settings.drain_s),
+        # A live stream's frames: larger than max_frame_kb is answered by the route (an error
+        # event, 1009); far larger, the server closes first. Few frames wait unread: beyond
+        # them TCP holds a client that sends faster than the stream is processed.
+        ws_max_size=4 * settings.max_frame_kb * 1024,
+        ws_max_queue=4,
         log_level="info",
     )
 
@@ -303,4 +308,22 @@ class GracefulServer(uvicorn.Server):
         loop.call_soon_threadsafe(loop.call_later, self.grace_s, self._end_grace)
 
     def _end_grace(self) -> None:
-        self.should_exit = True
+        """The grace period is over: the lifecycle's hooks (live streams end with their
+        answer), then uvicorn's shutdown (which would cut a WebSocket with 1012)."""
+
+        async def hooks_then_exit() -> None:
+            hooks = [hook() for hook in self.lifecycle.before_drain]
+            try:
+                if hooks:
+                    gathered = asyncio.gather(*hooks, return_exceptions=True)
+                    await asyncio.wait_for(gathered, HOOKS_S)
+            except TimeoutError:
+                log.warning("end-of-grace hooks took over %.0f s; draining anyway", HOOKS_S)
+            finally:
+                self.should_exit = True
+
+        self._hooks = asyncio.ensure_future(hooks_then_exit())
+
+
+# How long the end-of-grace hooks may take (a stream's last utterances are being scored).
+HOOKS_S = 10.0

