@@ -239,7 +239,10 @@ def main() -> None:
         return
     if args.action == "prepare":
         prepare(repo)
-    calls = build_plan(repo)
+    try:
+        calls = build_plan(repo)
+    except FileNotFoundError as err:
+        sys.exit(f"error: nothing prepared ({err.filename}): run `python -m bench.gpu_plan` first")
     print(render(calls, tree_bytes(repo)))
     if problems := check_plan(calls):
         sys.exit("the plan does not fit:\n  " + "\n  ".join(problems))

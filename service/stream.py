@@ -1,6 +1,7 @@
 """`WS /stream`: a live call's emotion, utterance by utterance, equal to `/predict`'s answer.
 
-A thin adapter over emodistill.live's session (the protocol is in docs/streaming.md): the key
+A thin adapter over emodistill.live's session (the protocol is in docs/streaming.md, and as
+AsyncAPI in service/static/asyncapi.yaml, served at GET /asyncapi.yaml): the key
 and the stream limit are checked before the upgrade (refused with an HTTP status); then a
 config message, binary audio frames, `{"type": "end"}`. Every span goes to the service's
 queue (the batcher, or the model process), so all streams share batches. The reader waits
@@ -19,10 +20,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -97,6 +99,23 @@ async def _refuse(websocket: WebSocket, service: Service, status: int, reason: s
 async def model_card(service: ServiceDep) -> ModelCard:
     """What the page shows before the first upload or stream."""
     return service.pipeline.card
+
+
+@router.get(
+    "/asyncapi.yaml",
+    response_class=Response,
+    responses={200: {"content": {"application/yaml": {}}}},
+    summary="WS /stream's protocol, as an AsyncAPI 3.0 document",
+    description="OpenAPI lists no WebSocket routes: the live stream `WS /stream` (a config "
+    "message, binary audio frames, `end`; events from `session.started` to `session.ended`; "
+    "its close codes and its key) is described by this AsyncAPI document, and in prose in "
+    "docs/streaming.md. Needs no key, like /docs.",
+)
+async def asyncapi() -> Response:
+    # Packaged with the service (service/static), so the image serves it; docs/asyncapi.yaml
+    # links to it.
+    document = (resources.files("service") / "static" / "asyncapi.yaml").read_bytes()
+    return Response(document, media_type="application/yaml")
 
 
 @router.websocket("/stream", name="stream")
