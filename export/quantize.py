@@ -107,14 +107,17 @@ def quantize_static_int8(src: Path, dst: Path, clips: Sequence[np.ndarray]) -> N
     quiet = logging.getLogger()  # the quantiser logs advice on every call at WARNING
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    model = onnx.load(str(src))
     try:
+        # Handed over loaded: given a path, the quantiser writes "<name>-inferred.onnx" beside
+        # it (inside a bundle, and two runs on one file collide); a model goes to a temp dir.
         quantize_static(
-            str(src),
+            model,
             str(dst),
             ClipBatches(clips, CALIBRATION_BATCH),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=STATIC_OPS,
-            nodes_to_exclude=waveform_convs(onnx.load(str(src), load_external_data=False)),
+            nodes_to_exclude=waveform_convs(model),
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
