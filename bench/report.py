@@ -81,7 +81,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         decode,
         engine,
         frontend,
-        peers,
+        peers_report,
         service_load,
         train_probe,
     )
@@ -94,7 +94,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         bulk.goals,
         engine.gpu_goals,
         service_load.gpu_goals,
-        peers.goals,
+        peers_report.goals,
         cpu_peak.goals,
     ]
     sections: list[tuple[str, list[SectionWriter]]] = [
@@ -108,7 +108,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         ("5. Bulk scoring", [bulk.report_section]),
         ("6. Decoding each format", [decode.report_section]),
         ("7. The frontend against a simulated GPU", [frontend.report_section]),
-        ("8. Against the peers", [peers.report_section]),
+        ("8. Against the peers", [peers_report.report_section]),
     ]
     return goals, sections
 
