@@ -42,6 +42,7 @@ from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES, MODEL_FP32
 from emodistill.runtime import make_session
+from emodistill.scoring import softmax
 from export import parity, quantize
 
 INT8_GOAL = 2.5  # the int8 engine against fp32 on HuBERT-base (issue 26)
@@ -122,6 +123,22 @@ def graph_gflop_per_audio_s(model: Path, clip_s: float) -> dict[str, float]:
     return {**by_op, "total": sum(by_op.values())}
 
 
+NEAR_TIE = 0.05  # a top-2 probability margin below this: any small change may flip it
+
+
+def _agreement(candidate: np.ndarray, base: np.ndarray) -> dict[str, float]:
+    """The exporter's figures, and how close to a tie fp32's answers were: the share of
+    clips within NEAR_TIE, and the widest margin an int8 graph flipped."""
+    top2 = np.sort(softmax(base), axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    flipped = candidate.argmax(1) != base.argmax(1)
+    return {
+        **parity.agreement(candidate, base),
+        "fp32_near_ties": float((margin < NEAR_TIE).mean()),
+        "widest_flipped_margin": float(margin[flipped].max()) if flipped.any() else 0.0,
+    }
+
+
 def int8_graphs(bundle: Path, workdir: Path) -> dict[str, Path]:
     """The bundle's fp32 graph quantised by each method (export/quantize.py)."""
     out = {}
@@ -157,7 +174,7 @@ def main() -> None:
         clips = parity.probe_clips(args.agreement_clips, 0.5, 4.0, SAMPLE_RATE_HZ, 3)
         base = parity.run_batched(sessions["fp32"], clips, 16)
         agreement = {
-            name: parity.agreement(parity.run_batched(s, clips, 16), base)
+            name: _agreement(parity.run_batched(s, clips, 16), base)
             for name, s in sessions.items()
             if name != "fp32"
         }
@@ -285,7 +302,18 @@ def report_section(results: Results, model: str) -> list[str]:
         + "; ".join(
             f"{name}: agreement {a['argmax_agreement']:.3f}, max |Δp| "
             f"{a['max_abs_probability']:.3f}"
+            + (
+                f", widest fp32 margin it flipped {a['widest_flipped_margin']:.3f}"
+                if "widest_flipped_margin" in a
+                else ""
+            )
             for name, a in r["agreement"].items()
+        )
+        + (
+            f". {100 * next(iter(r['agreement'].values()))['fp32_near_ties']:.0f} % of fp32's "
+            f"answers are within {NEAR_TIE:g} of a tie (top-2 probability margin)"
+            if "fp32_near_ties" in next(iter(r["agreement"].values()))
+            else ""
         )
         + ". The int8 share is of the u8×s8 peak; the fp32 ops between the quantised "
         "products (normalisations, GELU, softmax, quantise/dequantise) count for nothing.",

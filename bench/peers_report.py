@@ -13,6 +13,24 @@ PAIRS += [("v2-json", "triton")]
 NAMES = {"litserve": "LitServe", "ray": "Ray Serve", "triton": "Triton"}
 
 
+# What a reader needs to weigh the figures (facts of the set-up, no figures).
+NOTES = [
+    "Every peer decodes with our decoder and limits and scores with our onnxruntime session "
+    "(bench/peer_model.py): only the serving stack differs. Triton runs the model in its "
+    "Python backend (pytriton: tritonserver's C++ HTTP front end and dynamic batcher, the "
+    "batch handed to a Python process); the pip wheel carries no native ONNX Runtime backend, "
+    "which would run the graph inside tritonserver with no Python at all. Its dynamic batcher "
+    "joins only requests of one shape. The Python backend's stub failed in `initialize` on this "
+    "machine (`'_thread.RLock' object has no attribute '_recursion_count'`): it is linked "
+    "against `libpython3.11.so` and the loader found Debian's (3.11.2) while the interpreter "
+    "(pyenv 3.11.7) gave it its own standard library; with the interpreter's own libpython "
+    "first on `LD_LIBRARY_PATH` (bench/peer_triton.py) it runs. nvidia-pytriton 0.7.0 needs "
+    "numpy < 2 (on numpy 2.4 its output tensors came back empty), so the peers' venv runs "
+    "numpy 1.26 for every server, ours included. transformers' pipeline needs ffmpeg to read a "
+    "path and this machine has none: its files are read with soundfile inside the timed part.",
+]
+
+
 def ratios(entry: dict[str, Any], kind: str, peer: str) -> list[tuple[str, float, float, float]]:
     """(clients, ours/peer requests/s, our p99 ms, the peer's p99 ms) at each level run."""
     out = []
@@ -43,6 +61,8 @@ def report_section(results: Any, model: str) -> list[str]:
         "Settings (each as its documentation recommends for throughput):",
         "",
         *(f"- **{NAMES.get(k, k)}**: {v}" for k, v in r["settings"].items()),
+        "",
+        *NOTES,
         "",
     ]
     for name, entry in r["bundles"].items():

@@ -231,13 +231,13 @@ def failures(figures: dict[str, Any], limits: Limits) -> list[str]:
         ("fp16_batched_vs_alone", "max_abs_probability", limits.fp16_batched_probability, "<="),
         ("fp16_vs_fp32", "argmax_agreement", limits.fp16_argmax_agreement, ">="),
         ("fp16_vs_fp32", "max_abs_probability", limits.fp16_probability, "<="),
-        # An int8 file that is shipped (export keeps none that fails; verify re-measures).
-        ("int8_vs_fp32", "argmax_agreement", limits.int8_argmax_agreement, ">="),
+        # int8 is not here: export ships it only where it passes (write_int8), and a refused
+        # int8 graph is a recorded try, not a failed export.
     ]
     out = []
     for figure, key, limit, sense in checks:
-        if figure not in figures or figures[figure].get("kept") is False:
-            continue  # absent, or an int8 try that was refused and not shipped
+        if figure not in figures:
+            continue
         value = figures[figure][key]
         ok = value <= limit if sense == "<=" else value >= limit
         if not ok:

@@ -62,14 +62,8 @@ def test_export_refuses_int8_when_no_method_agrees(fp32_graph):
     assert [t["method"] for t in tries] == list(quantize.METHODS)
     assert not any(t["kept"] for t in tries)
     assert not (fp32_graph / MODEL_INT8).exists()
-    # A refused try is recorded, not a failure of the export ...
-    refused = {"int8_vs_fp32": tries[-1]}
-    assert failures(refused, options.limits) == []
-    # ... but a shipped int8 graph that does not agree is (verify re-measures it).
-    shipped = {"int8_vs_fp32": {k: v for k, v in tries[-1].items() if k != "kept"}}
-    assert failures(shipped, options.limits) == [
-        f"int8_vs_fp32.argmax_agreement = {tries[-1]['argmax_agreement']:.6g}, limit >= 1.01"
-    ]
+    # A refused try is recorded, not a failure of the export.
+    assert failures({"int8_vs_fp32": tries[-1]}, options.limits) == []
 
 
 def test_an_unknown_method_is_refused(fp32_graph, tmp_path):
