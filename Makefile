@@ -27,7 +27,7 @@ BIN := $(VENV)/bin
 DEPS := $(VENV)/.deps-$(LOCK)
 STAMP := $(VENV)/.installed-$(LOCK)
 
-.PHONY: install deps lock lint test demo serve bench images compose-test gpu-check gpu-plan clean
+.PHONY: install deps lock lint test demo serve bench bench-peers images compose-test gpu-check gpu-plan clean
 
 install: $(STAMP)
 deps: $(DEPS)
@@ -81,6 +81,26 @@ serve: demo
 # LOCK=dev-gpu). Writes docs/bench/*.json and .png, docs/benchmarks.md.
 bench: demo
 	$(BIN)/python -m bench --model $(DEMO_DIR)/bundle $(if $(FULL),--full,) $(if $(GPU),--gpu,)
+
+# Ours against LitServe, Ray Serve, Triton (nvidia-pytriton) and transformers' pipeline
+# (python -m bench.peers, docs/benchmarks.md section 8): the peers are benchmark-only, so they go
+# into their own venv, $(PEERS_VENV): the dev lock, torch, then the `peers` extra (unlocked).
+# nvidia-pytriton 0.7.0 pins numpy<2 (and its output tensors come back empty on numpy 2.4), so
+# pip moves this venv to numpy 1.26; the lock's pyarrow needs numpy 2 and Ray Serve imports it
+# when present, so it is removed here (nothing the peers run reads Parquet).
+PEERS_VENV ?= .venv-peers
+BASE_BUNDLE ?= models/bench/base_bundle
+PEERS_ARGS ?= --base $(BASE_BUNDLE)
+bench-peers: demo
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	test -f $(PEERS_VENV)/.installed || ( \
+		$(PEERS_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt && \
+		$(PEERS_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" && \
+		$(PEERS_VENV)/bin/python -m pip install --quiet --no-build-isolation -e ".[peers]" && \
+		$(PEERS_VENV)/bin/python -m pip uninstall --quiet -y pyarrow && \
+		touch $(PEERS_VENV)/.installed )
+	test -f $(BASE_BUNDLE)/bundle.json || $(BIN)/python -m bench.base_bundle --bundle $(BASE_BUNDLE)
+	$(PEERS_VENV)/bin/python -m bench --only peers --model $(DEMO_DIR)/bundle
 
 # The GPU checklist (bench --gpu: engines eager and compiled, CUDA parity, the service on CUDA,
 # training steps) on a bare GPU host of our own: PyTorch with CUDA 13 installed, no network, no

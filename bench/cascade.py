@@ -44,7 +44,7 @@ from bench.timing import timed_together
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio, pad_batch
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
 from emodistill.runtime import make_session
-from export import onnx_graph
+from export import onnx_graph, quantize
 from student.config import StudentConfig
 from student.model import build_classifier
 from training.corpus.synthetic_text import NEUTRAL, THING, TIME, WHO
@@ -141,7 +141,10 @@ def student_sessions(workdir: Path) -> dict[str, ort.InferenceSession]:
         StudentConfig(pretrained=None, preset="base"), ["a", "b", "c", "d"]
     ).eval()
     onnx_graph.export_fp32(model, workdir / "student.onnx", SAMPLE_RATE_HZ, normalize=False)
-    onnx_graph.quantize_int8(workdir / "student.onnx", workdir / "student.int8.onnx")
+    # What export ships first (static QDQ, export/quantize.py).
+    quantize.quantize_int8(
+        workdir / "student.onnx", workdir / "student.int8.onnx", quantize.STATIC, SAMPLE_RATE_HZ
+    )
     return {
         name: make_session(workdir / file)  # as served
         for name, file in (("student", "student.onnx"), ("student_int8", "student.int8.onnx"))

@@ -19,6 +19,13 @@ BASE_BUNDLE = "models/bench/base_bundle"
 SERVICE_ONE = "--model {model} --service-args '--workers 1'"
 SERVICE_WORKERS = "--model {model} --service-args '--workers 2 --device cpu'"
 Settings = dict[str, tuple[str, str]]
+CPU_PEAK = f"--bundle {BASE_BUNDLE}"
+# The peers (make bench-peers: their own venv). HuBERT-base answers ~3 clips/s here: fewer
+# clients and requests for it than for the demo bundle.
+PEERS = (
+    f"--model {{model}} --base {BASE_BUNDLE} --clients 16,64,256 --base-clients 16,64 "
+    "--base-requests 64"
+)
 ENGINE_CPU = "--devices cpu --preset"
 QUICK: Settings = {
     "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8 --lengths-s 2"),
@@ -32,6 +39,8 @@ QUICK: Settings = {
     "frontend": ("frontend.py", "--model {model} --requests 400 --repeats 2"),
     "stream": ("stream.py", "--model {model} --levels 8,16,32 --seconds 22"),
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 150 --repeats 2"),
+    "cpu_peak": ("cpu_peak.py", CPU_PEAK + " --batch-sizes 1,4 --lengths-s 2,6 --repeats 3"),
+    "peers": ("peers.py", PEERS + " --requests 512 --repeats 2"),
 }
 FULL: Settings = {
     "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8,32 --lengths-s 2,6"),
@@ -48,6 +57,8 @@ FULL: Settings = {
     "frontend": ("frontend.py", "--model {model} --requests 600 --repeats 3"),
     "stream": ("stream.py", "--model {model} --levels 8,16,32,48,64 --seconds 60"),
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 500 --repeats 3"),
+    "cpu_peak": ("cpu_peak.py", CPU_PEAK + " --batch-sizes 1,4,8 --lengths-s 2,6 --repeats 5"),
+    "peers": ("peers.py", PEERS + " --requests 1024 --repeats 3"),
 }
 # The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and
 # compiled; the base bundle's CUDA parity; the service on CUDA; one training step of the

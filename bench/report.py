@@ -77,9 +77,11 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         base_bundle,
         bulk,
         cascade,
+        cpu_peak,
         decode,
         engine,
         frontend,
+        peers_report,
         service_load,
         stream,
         train_probe,
@@ -93,16 +95,22 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         bulk.goals,
         engine.gpu_goals,
         service_load.gpu_goals,
+        peers_report.goals,
+        cpu_peak.goals,
     ]
     sections: list[tuple[str, list[SectionWriter]]] = [
         ("1. Cascade vs student (ms per clip)", [cascade.report_section]),
-        ("2. Engine", [engine.report_section, base_bundle.report_section]),
+        (
+            "2. Engine",
+            [engine.report_section, cpu_peak.report_section, base_bundle.report_section],
+        ),
         ("3. Service under load", [service_load.report_section]),
         ("4. Training on a GPU", [train_probe.report_section, _gpu_checklist]),
         ("5. Bulk scoring", [bulk.report_section]),
         ("6. Decoding each format", [decode.report_section]),
         ("7. The frontend against a simulated GPU", [frontend.report_section]),
         ("8. Live streams", [stream.report_section]),
+        ("9. Against the peers", [peers_report.report_section]),
     ]
     return goals, sections
 

@@ -142,13 +142,22 @@ def start_service(
 
 
 async def fire(
-    url: str, body: bytes, total: int, concurrency: int, content_type: str = "audio/wav"
+    url: str,
+    body: bytes,
+    total: int,
+    concurrency: int,
+    content_type: str = "audio/wav",
+    path: str = "/predict",
+    form_field: str | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[float, list[float]]:
-    """`total` POSTs from `concurrency` clients, each on its own kept-alive connection:
-    (wall seconds, latency of each request in seconds). Raises on any non-200 answer."""
+    """`total` POSTs of `body` to `path` from `concurrency` clients, each on its own
+    kept-alive connection: (wall seconds, latency of each request in seconds). `form_field`:
+    sent as that part of a multipart form instead (a file upload). Raises on any non-200."""
     latencies: list[float] = []
     left = total
-    headers = {"content-type": content_type}
+    headers = {} if form_field else {"content-type": content_type}
+    headers.update(extra_headers or {})
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -158,10 +167,14 @@ async def fire(
             while left > 0:
                 left -= 1
                 start = time.perf_counter()
-                async with session.post(url + "/predict", data=body, headers=headers) as reply:
+                data: bytes | aiohttp.FormData = body
+                if form_field:  # one per request: aiohttp consumes a form as it sends it
+                    data = aiohttp.FormData()
+                    data.add_field(form_field, body, filename="clip", content_type=content_type)
+                async with session.post(url + path, data=data, headers=headers) as reply:
                     await reply.read()
                     if reply.status != 200:
-                        raise RuntimeError(f"/predict answered {reply.status}")
+                        raise RuntimeError(f"{path} answered {reply.status}")
                 latencies.append(time.perf_counter() - start)
 
         start = time.perf_counter()

@@ -40,7 +40,7 @@ from emodistill.bundle import (
 from student.encoders import FAMILIES, SpeechClassifier
 from student.model import load_classifier
 
-from . import onnx_graph, parity
+from . import onnx_graph, parity, quantize
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -62,6 +62,8 @@ class ExportOptions:
     name: str = "emodistill"
     version: str = "1"
     int8: bool = True
+    # Tried in this order; the first whose argmax agreement passes is shipped (quantize.py).
+    int8_methods: tuple[str, ...] = quantize.METHODS
     agreement_clips: int = 200  # fp16 and int8 vs fp32, 0.5-4 s
     reference_clips: int = 36  # fp32 vs PyTorch, 0.5-12 s
     invariance_clips: int = 12  # one padded batch vs alone, 0.5-12 s
@@ -159,10 +161,7 @@ def measure(
             prep(c)
             for c in parity.probe_clips(options.invariance_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 1)
         ],
-        "agreement": [
-            prep(c)
-            for c in parity.probe_clips(options.agreement_clips, 0.5, 4.0, SAMPLE_RATE_HZ, 3)
-        ],
+        "agreement": [prep(c) for c in _agreement_clips(options)],
     }
     figures: dict[str, Any] = {}
     fp32 = parity.session(bundle / MODEL_FP32)
@@ -199,6 +198,31 @@ def measure(
     return figures
 
 
+def _agreement_clips(options: ExportOptions) -> list[np.ndarray]:
+    """fp16 and int8 against fp32: raw clips of 0.5-4 s."""
+    return parity.probe_clips(options.agreement_clips, 0.5, 4.0, SAMPLE_RATE_HZ, 3)
+
+
+def write_int8(work: Path, options: ExportOptions) -> list[dict[str, Any]]:
+    """Quantise `work`'s fp32 graph by each of options.int8_methods in turn and keep the
+    first whose argmax agreement with fp32 passes the limit as MODEL_INT8; none passing
+    leaves no int8 file (int8 is opt-in: the default answers never depend on it). Returns
+    each try's figures."""
+    clips = _agreement_clips(options)
+    base = parity.run_batched(parity.session(work / MODEL_FP32), clips, 16)
+    tries = []
+    for method in options.int8_methods:
+        quantize.quantize_int8(work / MODEL_FP32, work / MODEL_INT8, method, SAMPLE_RATE_HZ)
+        int8 = parity.run_batched(parity.session(work / MODEL_INT8), clips, 16)
+        figure: dict[str, Any] = {"method": method, **parity.agreement(int8, base)}
+        figure["kept"] = figure["argmax_agreement"] >= options.limits.int8_argmax_agreement
+        tries.append(figure)
+        if figure["kept"]:
+            break
+        (work / MODEL_INT8).unlink()
+    return tries
+
+
 def failures(figures: dict[str, Any], limits: Limits) -> list[str]:
     """One line per figure outside its limit."""
     checks = [
@@ -207,6 +231,8 @@ def failures(figures: dict[str, Any], limits: Limits) -> list[str]:
         ("fp16_batched_vs_alone", "max_abs_probability", limits.fp16_batched_probability, "<="),
         ("fp16_vs_fp32", "argmax_agreement", limits.fp16_argmax_agreement, ">="),
         ("fp16_vs_fp32", "max_abs_probability", limits.fp16_probability, "<="),
+        # int8 is not here: export ships it only where it passes (write_int8), and a refused
+        # int8 graph is a recorded try, not a failed export.
     ]
     out = []
     for figure, key, limit, sense in checks:
@@ -237,16 +263,19 @@ def export_bundle(
         start = time.perf_counter()
         onnx_graph.convert_fp16(work / MODEL_FP32, work / MODEL_FP16)
         timings["convert_fp16_s"] = time.perf_counter() - start
-        if options.int8:
-            onnx_graph.quantize_int8(work / MODEL_FP32, work / MODEL_INT8)
+        start = time.perf_counter()
+        int8_tries = write_int8(work, options) if options.int8 else []
+        timings["int8_s"] = time.perf_counter() - start
         start = time.perf_counter()
         figures = measure(work, options, _torch_reference(model, do_normalize))
         timings["parity_s"] = time.perf_counter() - start
-        int8 = figures.get("int8_vs_fp32")
-        if int8 is not None:
-            int8["kept"] = int8["argmax_agreement"] >= options.limits.int8_argmax_agreement
-            if not int8["kept"]:
-                (work / MODEL_INT8).unlink()
+        if int8_tries:
+            # The shipped graph's figures as measure() found them, or the last refused try's.
+            figures["int8_vs_fp32"] = {
+                **figures.get("int8_vs_fp32", {"clips": options.agreement_clips}),
+                **int8_tries[-1],
+            }
+            figures["int8_tries"] = int8_tries
         if options.naive_contrast:
             figures["naive_batched_vs_alone"] = _naive_figure(model, work, do_normalize, options)
         figures["limits"] = options.limits.__dict__

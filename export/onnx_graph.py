@@ -1,4 +1,4 @@
-"""The student as ONNX graphs: batch-invariant fp32, fp16 for CUDA, int8 for CPU.
+"""The student as ONNX graphs: batch-invariant fp32, fp16 for CUDA (int8: export/quantize.py).
 
 The exported module is `student.batch_invariant.classify`, so a clip's logits do not depend
 on what it is batched with, and the preprocessor's normalisation is inside the graph: every
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import onnx
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES, LOGITS
@@ -159,10 +158,3 @@ def _skip_fp16_round_trips(model: onnx.ModelProto) -> None:
     keep = [n for n in graph.node if n.op_type != "Cast" or any(o in read for o in n.output)]
     del graph.node[:]
     graph.node.extend(keep)
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of the MatMul weights (CPU); convolutions stay fp32."""
-    quantize_dynamic(
-        str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
-    )

@@ -1,0 +1,328 @@
+"""Ours against what users would pick instead, side by side on one machine in one run.
+
+    python -m bench.peers --model models/demo/bundle [--base models/bench/base_bundle]
+                          [--clients 16,64,256] [--requests 512] [--repeats 2] [--clip-s 3]
+                          [--peers litserve,ray,triton] [--out FILE.json]
+
+Needs the `peers` extra (make bench-peers installs it into its own venv). Every server is started
+once, then at each client count the pairs are driven in alternation (round after round, the
+order rotating), so a slow spell of a shared machine lands on all of them alike:
+- ours (`python -m service`, its default layout for the host) and LitServe and Ray Serve
+  (bench/peer_litserve.py, bench/peer_ray.py): the same 3 s WAV as a multipart upload to
+  /predict;
+- ours and Triton (bench/peer_triton.py): the same clip as an FP32 tensor on the Open
+  Inference Protocol's infer route, with the binary tensor extension and as JSON (bodies built
+  by tritonclient, Triton's own client).
+Every peer decodes with our decoder and limits and scores with our onnxruntime session
+(bench/peer_model.py), so only the serving stack differs. Figures per server and level:
+requests/s (median round), p50/p99 latency (all rounds), CPU ms per request (the server's
+process tree), mean batch size. The Python API against transformers' pipeline is
+bench/peers_api.py, a part of this section; the section is bench/peers_report.py. Prints a
+table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.peer_model import STATS_ENV, read_stats
+from bench.service_load import batch_totals, fire, free_port, own_cpu_s, process_tree, speech_like
+from emodistill.bundle import load_bundle
+
+PEERS = ("litserve", "ray", "triton")
+MODULES = {"ours": "service", "litserve": "bench.peer_litserve", "ray": "bench.peer_ray"}
+MODULES["triton"] = "bench.peer_triton"
+# (server, request kind): who is compared with whom, on which wire.
+KINDS = {"multipart": ("ours", "litserve", "ray"), "v2-binary": ("ours", "triton")}
+KINDS["v2-json"] = ("ours", "triton")
+PACKAGES = ("litserve", "ray", "nvidia-pytriton", "tritonclient", "transformers", "onnxruntime")
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    url: str
+    stats: Path | None  # a peer's clip and call counts; ours has /metrics
+    ready_s: float = 0.0
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def batches(self) -> tuple[float, float]:
+        """(clips, model calls) so far."""
+        return batch_totals(self.url) if self.stats is None else read_stats(self.stats)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One request as sent: path, body and how."""
+
+    path: str
+    body: bytes
+    content_type: str = "application/octet-stream"
+    form_field: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def wires(bundle: Path, clip_s: float) -> dict[str, Wire]:
+    """The request of each kind for a `clip_s` clip: multipart WAV, v2 binary and JSON."""
+    import soundfile as sf
+    import tritonclient.http as triton
+
+    wav = speech_like(clip_s)
+    samples = sf.read(__import__("io").BytesIO(wav), dtype="float32")[0][None]
+    name = load_bundle(bundle).name
+    out = {"multipart": Wire("/predict", wav, "audio/wav", form_field="file")}
+    for kind, binary in (("v2-binary", True), ("v2-json", False)):
+        audio = triton.InferInput("audio", list(samples.shape), "FP32")
+        audio.set_data_from_numpy(samples, binary_data=binary)
+        wanted = triton.InferRequestedOutput("probabilities", binary_data=binary)
+        body, json_size = triton.InferenceServerClient.generate_request_body([audio], [wanted])
+        headers = {"Inference-Header-Content-Length": str(json_size)} if json_size else {}
+        content = "application/octet-stream" if binary else "application/json"
+        out[kind] = Wire(f"/v2/models/{name}/infer", bytes(body), content, headers=headers)
+    return out
+
+
+def send(url: str, wire: Wire, total: int, clients: int) -> tuple[float, list[float]]:
+    return asyncio.run(
+        fire(
+            url,
+            wire.body,
+            total,
+            clients,
+            wire.content_type,
+            wire.path,
+            wire.form_field,
+            wire.headers,
+        )
+    )
+
+
+def start(name: str, bundle: Path, workdir: Path, probe: Wire, timeout_s: float = 300) -> Server:
+    """The server as a subprocess, ready once it answers `probe` with 200."""
+    port = free_port()
+    stats = None if name == "ours" else workdir / f"{name}.stats.json"
+    env = {**os.environ, **({STATS_ENV: str(stats)} if stats else {})}
+    log = (workdir / f"{name}.log").open("w")
+    command = [sys.executable, "-m", MODULES[name], "--model", str(bundle), "--port", str(port)]
+    begin = time.perf_counter()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(name, process, f"http://127.0.0.1:{port}", stats)
+    while time.perf_counter() - begin < timeout_s:
+        if process.poll() is not None:
+            server.error = f"exited {process.returncode}: " + _tail(workdir / f"{name}.log")
+            return server
+        try:
+            if probe.form_field:
+                files = {probe.form_field: ("clip", probe.body, probe.content_type)}
+                reply = httpx.post(server.url + probe.path, files=files, timeout=30)
+            else:
+                headers = {"content-type": probe.content_type, **probe.headers}
+                reply = httpx.post(
+                    server.url + probe.path, content=probe.body, headers=headers, timeout=30
+                )
+            if reply.status_code == 200:
+                server.ready_s = time.perf_counter() - begin
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.error = f"not ready within {timeout_s:.0f} s: " + _tail(workdir / f"{name}.log")
+    return server
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(server: Server) -> None:
+    for pid in reversed(process_tree(server.process.pid)):  # children first: Ray's raylet, ...
+        with contextlib.suppress(OSError):
+            os.kill(pid, 15)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+def measure(
+    servers: dict[str, Server],
+    wire_of: dict[str, Wire],
+    clients: int,
+    requests: int,
+    repeats: int,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{kind: {server: figures}} at one client count, every pair in alternation."""
+    requests = max(requests, 2 * clients)
+    runs = [(k, s) for k, names in KINDS.items() for s in names if s in servers]
+    for kind, name in runs:  # warm-up burst each
+        send(servers[name].url, wire_of[kind], min(requests, 2 * clients), clients)
+    rates: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+    latencies: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+    cpu = {r: 0.0 for r in runs}
+    batches = {r: [0.0, 0.0] for r in runs}
+    for round_index in range(repeats):
+        shift = round_index % len(runs)
+        for kind, name in runs[shift:] + runs[:shift]:
+            server = servers[name]
+            pids = process_tree(server.process.pid)
+            cpu_before = sum(own_cpu_s(p) for p in pids)
+            clips_before, calls_before = server.batches()
+            wall, times = send(server.url, wire_of[kind], requests, clients)
+            cpu[(kind, name)] += sum(own_cpu_s(p) for p in process_tree(server.process.pid))
+            cpu[(kind, name)] -= cpu_before
+            clips, calls = server.batches()
+            batches[(kind, name)][0] += clips - clips_before
+            batches[(kind, name)][1] += calls - calls_before
+            rates[(kind, name)].append(requests / wall)
+            latencies[(kind, name)] += times
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, name in runs:
+        clips, calls = batches[(kind, name)]
+        out.setdefault(kind, {})[name] = {
+            "requests_per_s": statistics.median(rates[(kind, name)]),
+            "requests_per_s_rounds": rates[(kind, name)],
+            "p50_ms": 1000 * float(np.percentile(latencies[(kind, name)], 50)),
+            "p99_ms": 1000 * float(np.percentile(latencies[(kind, name)], 99)),
+            "cpu_ms_per_request": 1000 * cpu[(kind, name)] / (requests * repeats),
+            "mean_batch_size": clips / calls if calls else float("nan"),
+        }
+    return out
+
+
+def run_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    wire_of = wires(bundle, args.clip_s)
+    entry: dict[str, Any] = {"bundle": str(bundle), "levels": {}, "servers": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        servers: dict[str, Server] = {}
+        try:
+            for name in ("ours", *args.peers):
+                if missing := _missing(name):
+                    entry["servers"][name] = {"error": f"{missing} not installed: make bench-peers"}
+                    print(f"{name}: {missing} not installed", flush=True)
+                    continue
+                probe = wire_of["v2-binary" if name == "triton" else "multipart"]
+                server = start(name, bundle, Path(tmp), probe)
+                entry["servers"][name] = {"ready_s": server.ready_s, "error": server.error}
+                print(
+                    f"{name}: " + (server.error or f"ready in {server.ready_s:.1f} s"), flush=True
+                )
+                if server.error:
+                    stop(server)
+                else:
+                    servers[name] = server
+            for clients in args.clients:
+                level = measure(servers, wire_of, clients, args.requests, args.repeats)
+                entry["levels"][str(clients)] = level
+                print_level(clients, level)
+        finally:
+            for server in servers.values():
+                stop(server)
+    return entry
+
+
+def _missing(name: str) -> str:
+    """The peer's package when it cannot be imported here (the peers venv has them all)."""
+    package = {"litserve": "litserve", "ray": "ray.serve", "triton": "pytriton"}.get(name)
+    if package is None:
+        return ""
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:
+        found = False
+    return "" if found else package
+
+
+def print_level(clients: int, level: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for kind, by_server in level.items():
+        for name, r in by_server.items():
+            print(
+                f"{clients:>4} clients {kind:10} {name:9} {r['requests_per_s']:8.1f} req/s "
+                f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms "
+                f"CPU {r['cpu_ms_per_request']:6.1f} ms/req batch {r['mean_batch_size']:5.2f}",
+                flush=True,
+            )
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            out[package] = package_metadata.version(package)
+        except package_metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", type=Path, required=True, help="the demo bundle")
+    p.add_argument("--base", type=Path, default=None, help="the HuBERT-base bench bundle too")
+    p.add_argument("--clients", default="16,64,256")
+    p.add_argument("--base-clients", default=None, help="client counts for the base bundle")
+    p.add_argument("--requests", type=int, default=512, help="per round (at least 2 × clients)")
+    p.add_argument("--base-requests", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=2, help="rounds per server and level")
+    p.add_argument("--clip-s", type=float, default=3.0)
+    p.add_argument("--peers", default=",".join(PEERS))
+    p.add_argument("--api-files", type=int, default=48, help="files for the Python API part")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    args.peers = [name for name in args.peers.split(",") if name]
+    args.clients = [int(c) for c in args.clients.split(",")]
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "versions": versions(),
+        "clip_s": args.clip_s,
+        "repeats": args.repeats,
+        "settings": SETTINGS,
+        "bundles": {"demo": run_bundle(args.model, args)},
+    }
+    if args.base is not None:
+        if args.base_clients:
+            args.clients = [int(c) for c in args.base_clients.split(",")]
+        args.requests = args.base_requests or args.requests
+        result["bundles"]["base"] = run_bundle(args.base, args)
+    from bench import peers_api
+
+    result["api"] = peers_api.run(args.model, args.base, args.api_files)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+# What each server was configured with: stated in the report.
+SETTINGS = {
+    "ours": "python -m service --model BUNDLE (its defaults: the host's layout, dynamic batching)",
+    "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
+    "workers_per_device=1), one API server",
+    "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "
+    "@serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002), Ray's HTTP proxy, "
+    "ray.init(num_cpus=2)",
+    "triton": "pytriton: ModelConfig(max_batch_size=32, DynamicBatcher("
+    "max_queue_delay_microseconds=2000)), tritonserver's HTTP front end, Python backend",
+}
+
+
+if __name__ == "__main__":
+    main()
