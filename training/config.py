@@ -33,6 +33,11 @@ class CorpusConfig(Strict):
     prepared_dir: Path = Field(description="Where manifest.csv, labels.json and folds live.")
     root: Path | None = Field(None, description="IEMOCAP_full_release folder (kind=iemocap).")
     csv: Path | None = Field(None, description="User CSV (kind=manifest).")
+    dimension_range: tuple[float, float] = Field(
+        (0.0, 1.0),
+        description="kind=manifest: the scale of the CSV's arousal, valence and dominance "
+        "columns (e.g. [1, 7] for MSP-Podcast's ratings); scaled into [0, 1] when prepared.",
+    )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     protocol: Literal["speaker", "session"] = "speaker"
     n_val_speakers: int = Field(1, ge=1, description="Training speakers held out per fold.")

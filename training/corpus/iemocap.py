@@ -1,6 +1,7 @@
 """IEMOCAP -> manifest, by the field's 4-class protocol (neutral, angry, sad, happy + excited).
 
-Reads `SessionN/dialog/EmoEvaluation/*.txt` (top level only) for labels,
+Reads `SessionN/dialog/EmoEvaluation/*.txt` (top level only) for labels and the consensus
+ratings `[V, A, D]` (valence, activation = arousal, dominance; 1-5, scaled to [0, 1]),
 `SessionN/dialog/transcriptions/*.txt` for text and `SessionN/sentences/wav/<dialog>/` for
 audio. Knows nothing of folds or features.
 """
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emodistill.audio import duration_s
+from emodistill.bundle import DIMENSION_NAMES
 
-from .manifest import Utterance
+from .manifest import Utterance, scaled
 
 # Label order of the model's outputs for IEMOCAP (and the synthetic corpus that mirrors it).
 FOUR_CLASS_LABELS = ("neutral", "angry", "sad", "happy")
@@ -24,6 +26,10 @@ SESSIONS = tuple(f"Session{i}" for i in range(1, 6))
 
 # `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`
 _SUMMARY_LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(Ses\d\d[FM]\S*)\t(\w+)\t\[")
+# The summary line's `[V, A, D]`: the mean of the evaluators' ratings, each 1-5.
+_RATINGS = re.compile(r"\t\[\s*([\d.]+),\s*([\d.]+),\s*([\d.]+)\s*\]\s*$")
+RATING_RANGE = (1.0, 5.0)
+DIMENSIONS_SOURCE = "IEMOCAP consensus ratings [V, A, D] (EmoEvaluation summary lines), 1-5"
 # `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`
 _TRANSCRIPT_LINE = re.compile(r"^(Ses\d\d[FM]\S*_[FM]\d+)\s+\[[^\]]*\]:\s?(.*)$")
 
@@ -121,6 +127,19 @@ def read_labels(session_dir: Path, report: IemocapReport) -> dict[str, str]:
     return labels
 
 
+def read_ratings(session_dir: Path) -> dict[str, tuple[float, float, float]]:
+    """utt_id -> (arousal, valence, dominance) scaled from 1-5 into [0, 1], from the summary
+    lines' `[V, A, D]` (note the order: IEMOCAP writes valence first)."""
+    ratings: dict[str, tuple[float, float, float]] = {}
+    for path in _text_files(session_dir / "dialog" / "EmoEvaluation", IemocapReport()):
+        for line in _read_lines(path):
+            match, vad = _SUMMARY_LINE.match(line), _RATINGS.search(line)
+            if match and vad:
+                v, a, d = (scaled(float(x), *RATING_RANGE) for x in vad.groups())
+                ratings[match.group(1)] = (a, v, d)
+    return ratings
+
+
 def read_transcripts(session_dir: Path, report: IemocapReport) -> dict[str, str]:
     """utt_id -> transcript text."""
     folder = session_dir / "dialog" / "transcriptions"
@@ -143,6 +162,7 @@ def prepare_iemocap(root: Path) -> IemocapReport:
         report.sessions_found.append(session_dir.name)
         codes = read_labels(session_dir, report)
         texts = read_transcripts(session_dir, report)
+        ratings = read_ratings(session_dir)
         report.unlabelled_transcript_ids += len(texts.keys() - codes.keys())
         wav_dir = session_dir / "sentences" / "wav"
         for utt_id, code in sorted(codes.items()):
@@ -165,6 +185,7 @@ def prepare_iemocap(root: Path) -> IemocapReport:
                     session=utt_id[:5],
                     text=texts.get(utt_id, ""),
                     duration_s=duration_s(wav),
+                    **dict(zip(DIMENSION_NAMES, ratings.get(utt_id, (None,) * 3), strict=True)),
                 )
             )
     return report

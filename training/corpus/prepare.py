@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..config import CorpusConfig, CorpusKind
 from ..folds import PROTOCOLS, folds_path, write_all_folds
-from .iemocap import FOUR_CLASS_LABELS, NotIemocapError, prepare_iemocap
+from .iemocap import DIMENSIONS_SOURCE, FOUR_CLASS_LABELS, NotIemocapError, prepare_iemocap
 from .manifest import (
     MANIFEST_FILE,
     ManifestError,
@@ -53,16 +53,18 @@ def _prepare_iemocap(config: CorpusConfig, progress: bool, log: Log) -> None:
         raise ValueError("corpus.kind=iemocap needs corpus.root")
     report = prepare_iemocap(config.root)
     log(report.summary())
-    write_manifest(report.rows, config.prepared_dir, FOUR_CLASS_LABELS)
+    write_manifest(report.rows, config.prepared_dir, FOUR_CLASS_LABELS, DIMENSIONS_SOURCE)
 
 
 def _prepare_manifest(config: CorpusConfig, progress: bool, log: Log) -> None:
     if config.csv is None:  # CorpusConfig's validator makes this unreachable from YAML
         raise ValueError("corpus.kind=manifest needs corpus.csv")
-    rows, labels = validate_user_csv(config.csv)
+    rows, labels = validate_user_csv(config.csv, dimension_range=config.dimension_range)
     log(f"{len(rows)} utterances, {len({r.speaker for r in rows})} speakers")
     log(_per_class(rows))
-    write_manifest(rows, config.prepared_dir, labels)
+    low, high = config.dimension_range
+    source = f"{config.csv.name}'s arousal, valence, dominance columns, {low:g}-{high:g}"
+    write_manifest(rows, config.prepared_dir, labels, source)
 
 
 def _prepare_synthetic(config: CorpusConfig, progress: bool, log: Log) -> None:
