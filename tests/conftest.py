@@ -203,3 +203,18 @@ def bundle(tmp_path_factory) -> Path:
     )
     export_bundle(checkpoint, root / "bundle", quick)
     return root / "bundle"
+
+
+@pytest.fixture(scope="session")
+def bundle_with_dimensions(tmp_path_factory) -> Path:
+    """A tiny real bundle of version 3 with both outputs: categories and dimensions."""
+    from export.bundle_writer import ExportOptions, export_bundle
+    from tests.export.test_bundle import write_checkpoint
+
+    root = tmp_path_factory.mktemp("dimensions_bundle")
+    checkpoint = write_checkpoint(root / "checkpoint", "group", dimensions=True)
+    quick = ExportOptions(
+        reference_clips=4, invariance_clips=4, agreement_clips=16, naive_contrast=False
+    )
+    export_bundle(checkpoint, root / "bundle", quick)
+    return root / "bundle"
