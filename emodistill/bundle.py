@@ -24,13 +24,21 @@ PREPROCESSOR_CONFIG = "preprocessor_config.json"
 METADATA = "bundle.json"
 # Written by training beside the student checkpoint; export copies it into bundle.json.
 TRAINING_METRICS = "training_metrics.json"
-# 2: the graph applies do_normalize itself (`normalized_in_graph`); 1 left it to the caller.
-BUNDLE_VERSION = 2
+# 3: the graph may have a second output, `dimensions` (declared in `outputs`, described by
+# `dimensions`); 2: the graph applies do_normalize itself (`normalized_in_graph`); 1 left it
+# to the caller. Every version still loads and answers as it did.
+BUNDLE_VERSION = 3
 
 # Tensor names of every ONNX file in a bundle (also the Triton model's).
 INPUT_VALUES = "input_values"  # float32 [batch, samples]
 ATTENTION_MASK = "attention_mask"  # int64 [batch, samples], 1 = real sample
 LOGITS = "logits"  # float32 [batch, labels]
+DIMENSIONS = "dimensions"  # float32 [batch, len(DIMENSION_NAMES)], each in DIMENSION_SCALE
+
+# The dimensional output's order, everywhere (training targets, the graph, every answer).
+DIMENSION_NAMES = ("arousal", "valence", "dominance")
+# Every corpus's ratings are scaled into this range when prepared (IEMOCAP's 1-5, ...).
+DIMENSION_SCALE = (0.0, 1.0)
 
 
 class TensorSpec(BaseModel):
@@ -68,6 +76,26 @@ class TrainingData(BaseModel):
     test_wa: float | None = Field(None, description="Weighted accuracy, held-out speakers.")
 
 
+class DimensionsTraining(BaseModel):
+    """What the dimensional head learned from, and its concordance on unheard speakers."""
+
+    model_config = ConfigDict(extra="forbid")
+    targets: str = Field(description="Whose ratings, on what scale, e.g. IEMOCAP's 1-5.")
+    utterances: int = Field(description="Training and validation utterances with ratings.")
+    test_ccc: dict[str, float] = Field(
+        default_factory=dict, description="Concordance correlation per dimension, held out."
+    )
+
+
+class DimensionSpec(BaseModel):
+    """bundle.json's `dimensions`: the names (output order) and scale of the second output."""
+
+    model_config = ConfigDict(extra="forbid")
+    names: list[str] = Field(description="Output order of the dimensions tensor.")
+    scale: tuple[float, float] = Field(description="Low and high end of every dimension.")
+    trained: DimensionsTraining | None = None
+
+
 class TrainingRecord(BaseModel):
     """training_metrics.json: what training hands export, beside the student checkpoint.
 
@@ -86,6 +114,9 @@ class TrainingRecord(BaseModel):
     calibration: Calibration | None = None
     trained_on: TrainingData | None = None
     note: str | None = Field(None, description="What a user must know before trusting it.")
+    dimensions: DimensionsTraining | None = Field(
+        None, description="Absent: the student has no dimensional head."
+    )
 
 
 class BundleMetadata(BaseModel):
@@ -114,6 +145,16 @@ class BundleMetadata(BaseModel):
     calibration: Calibration | None = Field(None, description="None: raw softmax, unchecked.")
     trained_on: TrainingData | None = None
     note: str | None = Field(None, description="What a user must know before trusting it.")
+    dimensions: DimensionSpec | None = Field(
+        None,
+        description="Version 3: the graphs' second output, `dimensions`. Absent: categories "
+        "only (every bundle of version 1 or 2).",
+    )
+
+    @property
+    def dimension_names(self) -> list[str]:
+        """The dimensions output's names in order; [] when the bundle has none."""
+        return list(self.dimensions.names) if self.dimensions is not None else []
 
 
 class BundleError(ValueError):

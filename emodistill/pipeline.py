@@ -40,7 +40,8 @@ Audio = str | Path | bytes | np.ndarray
 
 
 class Backend(Protocol):
-    """A model called synchronously: clips (float32 [T_i]) -> logits [B, C]."""
+    """A model called synchronously: clips (float32 [T_i]) -> outputs [B, C] (logits), or
+    [B, C + D] (logits, then the dimensions) for a bundle with dimensions."""
 
     def infer(self, clips: list[np.ndarray]) -> np.ndarray: ...
 
@@ -49,6 +50,12 @@ class Queue(Protocol):
     """A model behind a queue: every clip of one request admitted together or refused."""
 
     async def submit_many(self, clips: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+# Why one array per clip, outputs side by side, rather than one array per output: every queue,
+# batcher and wire between a front end and the model moves "an array whose first axis indexes
+# clips" and stays model-agnostic; only `finish`, which holds the bundle's metadata, knows
+# where the logits end and the dimensions begin.
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Pipeline:
         self.detector = detector  # None: the process's own, created on first long input
         self.rate_hz = metadata.sample_rate_hz
         self.labels = metadata.labels
+        self.dimensions = metadata.dimension_names  # [] for a bundle without them
         self.temperature = metadata.calibration.temperature if metadata.calibration else 1.0
         self.card = ModelCard.of(metadata)
         self.limits = self.options.audio_limits(self.rate_hz)
@@ -120,12 +128,15 @@ class Pipeline:
     # --- after the model ------------------------------------------------------------------
 
     def finish(
-        self, prepared: Sequence[Prepared], logits: Sequence[np.ndarray]
+        self, prepared: Sequence[Prepared], outputs: Sequence[np.ndarray]
     ) -> list[Prediction]:
-        """Each input's answer from its spans' logits (in `pieces`' order); raises
-        NonFiniteAnswerError rather than answer NaN."""
+        """Each input's answer from its spans' outputs (in `pieces`' order: logits [C], then
+        the dimensions when the bundle has them); raises NonFiniteAnswerError rather than
+        answer NaN."""
         plans = [p.plan for p in prepared]
-        answers = combine(plans, list(logits), self.labels, self.rate_hz, self.temperature)
+        answers = combine(
+            plans, list(outputs), self.labels, self.rate_hz, self.temperature, self.dimensions
+        )
         return [
             Prediction(**answer, duration_s=p.duration_s, model=self.card)
             for answer, p in zip(answers, prepared, strict=True)

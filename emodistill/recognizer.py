@@ -5,7 +5,7 @@ and limits, segments, calibration and aggregation as `POST /predict`, which is t
 pipeline over the service's batcher, so both answer the same `Prediction` for the same audio.
 
     rec = emodistill.load("models/demo/bundle", device="auto")
-    answer = rec.predict("call.m4a")   # a Prediction: .label, .probabilities, .segments, ...
+    answer = rec.predict("call.m4a")   # a Prediction: .label, .probabilities, .dimensions, ...
     answer.model_dump()                # the dict POST /predict answers as JSON
 
 Torch-free; knows nothing of HTTP.
@@ -51,6 +51,11 @@ class Recognizer:
     @property
     def labels(self) -> list[str]:
         return self.backend.metadata.labels
+
+    @property
+    def dimensions(self) -> list[str]:
+        """The bundle's dimension names in output order; [] when it has none."""
+        return self.backend.metadata.dimension_names
 
     @property
     def provider(self) -> str:

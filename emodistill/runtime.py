@@ -2,7 +2,8 @@
 
 Chooses the provider and file (CUDA with model.fp16.onnx, else CPU with model.onnx or
 model.int8.onnx), says which and why, normalises and pads clips as the bundle says, and
-returns logits. `device=cuda` that cannot have CUDA raises CudaUnavailable with the cause.
+returns the outputs: logits [B, C], with a bundle's dimensions beside them ([B, C + D]).
+`device=cuda` that cannot have CUDA raises CudaUnavailable with the cause.
 Knows nothing of HTTP or queues.
 """
 
@@ -83,7 +84,8 @@ def make_session(path: Path, cuda: bool = False) -> ort.InferenceSession:
 
 
 class OnnxBackend:
-    """clips (float32 [samples] at the bundle's rate) -> logits [B, C]; see the module doc."""
+    """clips (float32 [samples] at the bundle's rate) -> logits [B, C], or [B, C + D] with
+    the dimensions after the logits (emodistill.pipeline says why); see the module doc."""
 
     def __init__(self, bundle: Path, device: str = "auto", int8: bool = False):
         self.metadata = load_bundle(bundle)  # checks every sha256: a corrupt bundle stops here
@@ -111,8 +113,10 @@ class OnnxBackend:
         if self.metadata.do_normalize and not self.metadata.normalized_in_graph:
             clips = [normalize_clip(c) for c in clips]  # a version-1 bundle's graph expects it
         values, mask = pad_batch(clips)
-        logits = self.session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})[0]
-        return np.asarray(logits, dtype=np.float32)
+        outputs = self.session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
+        if len(outputs) == 1:  # categories only (every bundle of version 1 or 2)
+            return np.asarray(outputs[0], dtype=np.float32)
+        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)
 
     def warm_up(self, batch_size: int, seconds: float) -> float:
         """One full batch, so the first request pays no start-up cost; returns seconds taken."""

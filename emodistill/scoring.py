@@ -3,8 +3,10 @@
 A clip's plan (`segments.ClipPlan`) names the spans the model scores: the whole clip, fixed
 windows, or the utterances where speech is. Every span's logits become probabilities (divided
 by the bundle's calibration temperature first), and the clip's answer is their mean weighted
-by each span's duration, so silence, never scored, weighs nothing. Pure arithmetic: the
-pipeline (emodistill.pipeline) calls it; knows nothing of models, queues or HTTP.
+by each span's duration, so silence, never scored, weighs nothing. A bundle with dimensions
+answers rows of [C + D]: the first C are logits, the rest the dimensions (in the bundle's
+order), aggregated by the same weights. Pure arithmetic: the pipeline (emodistill.pipeline)
+calls it; knows nothing of models, queues or HTTP.
 """
 
 from __future__ import annotations
@@ -32,17 +34,27 @@ def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
 
 
 def _answer(
-    plan: ClipPlan, logits: list[np.ndarray], labels: list[str], rate_hz: int, temperature: float
+    plan: ClipPlan,
+    outputs: list[np.ndarray],
+    labels: list[str],
+    rate_hz: int,
+    temperature: float,
+    dimensions: list[str],
 ) -> dict[str, Any]:
-    """One clip's answer from its spans' logits, each [C]."""
-    if not all(np.isfinite(x).all() for x in logits):
+    """One clip's answer from its spans' outputs, each [C + len(dimensions)]."""
+    if not all(np.isfinite(x).all() for x in outputs):
         raise NonFiniteAnswerError("the model produced a non-finite output for this clip")
-    probs = probabilities(np.stack(logits), temperature)  # [S, C]
+    rows = np.stack(outputs)  # [S, C + D]
+    n = len(labels)
+    probs = probabilities(rows[:, :n], temperature)  # [S, C]
     weights = np.array([b - a for a, b in plan.spans], dtype=np.float64)
     mean = (probs * weights[:, None]).sum(axis=0) / weights.sum()
+    dims = rows[:, n : n + len(dimensions)].astype(np.float64)  # [S, D]
+    mean_dims = (dims * weights[:, None]).sum(axis=0) / weights.sum()
     answer: dict[str, Any] = {
         "label": labels[int(mean.argmax())],
         "probabilities": _named(mean, labels),
+        "dimensions": _named(mean_dims, dimensions) if dimensions else None,
         "segmentation": plan.mode,
         "speech_s": plan.speech_s,
         "segments": None,
@@ -54,8 +66,9 @@ def _answer(
                 "end_s": b / rate_hz,
                 "label": labels[int(p.argmax())],
                 "probabilities": _named(p, labels),
+                "dimensions": _named(d, dimensions) if dimensions else None,
             }
-            for (a, b), p in zip(plan.spans, probs, strict=True)
+            for (a, b), p, d in zip(plan.spans, probs, dims, strict=True)
         ]
     return answer
 
@@ -67,15 +80,20 @@ def split(clips: list[np.ndarray], plans: list[ClipPlan]) -> list[np.ndarray]:
 
 def combine(
     plans: list[ClipPlan],
-    logits: list[np.ndarray],
+    outputs: list[np.ndarray],
     labels: list[str],
     rate_hz: int,
     temperature: float = 1.0,
+    dimensions: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each clip's answer from its spans' logits (in `split`'s order)."""
+    """Each clip's answer from its spans' outputs (in `split`'s order): logits [C], or logits
+    then dimensions [C + D] for a bundle whose `dimensions` names D of them."""
     answers, start = [], 0
     for plan in plans:
         end = start + len(plan.spans)
-        answers.append(_answer(plan, logits[start:end], labels, rate_hz, temperature))
+        answer = _answer(
+            plan, outputs[start:end], labels, rate_hz, temperature, list(dimensions or [])
+        )
+        answers.append(answer)
         start = end
     return answers

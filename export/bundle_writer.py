@@ -21,6 +21,8 @@ import torch
 from emodistill.audio import SAMPLE_RATE_HZ, normalize_clip
 from emodistill.bundle import (
     ATTENTION_MASK,
+    DIMENSION_SCALE,
+    DIMENSIONS,
     INPUT_VALUES,
     LOGITS,
     METADATA,
@@ -31,6 +33,7 @@ from emodistill.bundle import (
     PREPROCESSOR_CONFIG,
     TRAINING_METRICS,
     BundleMetadata,
+    DimensionSpec,
     TensorSpec,
     TrainingRecord,
     checksum_problems,
@@ -38,7 +41,7 @@ from emodistill.bundle import (
     sha256_of,
 )
 from student.encoders import FAMILIES, SpeechClassifier
-from student.model import load_classifier
+from student.model import DimensionHead, load_classifier, load_dimension_head
 
 from . import onnx_graph, parity, quantize
 
@@ -55,6 +58,12 @@ class Limits:
     fp16_argmax_agreement: float = 0.995
     fp16_probability: float = 1e-2
     int8_argmax_agreement: float = 0.99
+    # The dimensions lie in (0, 1), as probabilities do: the same limits on the same scale.
+    fp32_vs_pytorch_dimension: float = 1e-4
+    fp32_batched_dimension: float = 1e-4
+    fp16_batched_dimension: float = 5e-3
+    fp16_dimension: float = 1e-2
+    int8_dimension: float = 5e-2  # int8 is kept only within it (and its argmax agreement)
 
 
 @dataclass(frozen=True)
@@ -125,19 +134,23 @@ def _labels(config: dict[str, Any]) -> list[str]:
 
 
 def _torch_reference(
-    model: SpeechClassifier, do_normalize: bool
-) -> Callable[[np.ndarray], np.ndarray]:
+    model: SpeechClassifier, do_normalize: bool, dimension_head: DimensionHead | None = None
+) -> Callable[[np.ndarray], parity.Outputs]:
     """The checkpoint as transformers runs it (after its preprocessor), on one raw clip:
-    logits [C]."""
+    logits [1, C] and, with a dimensional head, dimensions [1, 3] of the pooled embedding
+    transformers' own forward hands its classifier."""
+    pooled: list[torch.Tensor] = []
+    model.classifier.register_forward_hook(lambda _m, inputs, _out: pooled.append(inputs[0]))
 
     @torch.no_grad()
-    def run(clip: np.ndarray) -> np.ndarray:
+    def run(clip: np.ndarray) -> parity.Outputs:
         values = torch.from_numpy(normalize_clip(clip) if do_normalize else clip)[None]
-        return (
-            model(values, attention_mask=torch.ones_like(values, dtype=torch.long))
-            .logits[0]
-            .numpy()
-        )
+        pooled.clear()
+        logits = model(values, attention_mask=torch.ones_like(values, dtype=torch.long)).logits
+        out = {LOGITS: logits.numpy()}
+        if dimension_head is not None:
+            out[DIMENSIONS] = dimension_head(pooled[0]).numpy()
+        return out
 
     return run
 
@@ -149,12 +162,13 @@ def _fp16_on_cuda() -> bool:
 def measure(
     bundle: Path,
     options: ExportOptions,
-    reference: Callable[[np.ndarray], np.ndarray] | None = None,
+    reference: Callable[[np.ndarray], parity.Outputs] | None = None,
     caller_normalizes: bool = False,
 ) -> dict[str, Any]:
-    """Every parity figure of the ONNX files in `bundle`; the PyTorch one needs `reference`
-    (raw clip -> logits). The graphs are fed raw audio, unless `caller_normalizes` (bundles
-    of version 1, whose graphs leave do_normalize to the caller)."""
+    """Every parity figure of the ONNX files in `bundle`, on every output (logits, and the
+    dimensions where the graphs have them); the PyTorch one needs `reference` (raw clip ->
+    outputs). The graphs are fed raw audio, unless `caller_normalizes` (bundles of version 1,
+    whose graphs leave do_normalize to the caller)."""
     prep = normalize_clip if caller_normalizes else (lambda c: c)
     clips = {
         "invariance": [
@@ -168,32 +182,32 @@ def measure(
     figures["fp32_batched_vs_alone"] = {
         "clips": len(clips["invariance"]),
         "lengths_s": [0.5, 12.0],
-        "max_abs_probability": parity.batch_invariance(fp32, clips["invariance"]),
+        **parity.invariance(fp32, clips["invariance"]),
     }
     if reference is not None:
         raw = parity.probe_clips(options.reference_clips, 0.5, 12.0, SAMPLE_RATE_HZ, 2)
         figures["fp32_vs_pytorch"] = {
             "clips": len(raw),
             "lengths_s": [0.5, 12.0],
-            "max_abs_logit": parity.against_reference(fp32, reference, raw, prep),
+            **parity.against_reference(fp32, reference, raw, prep),
         }
-    base = parity.run_batched(fp32, clips["agreement"], 16)
+    base = parity.outputs_batched(fp32, clips["agreement"], 16)
     fp16 = parity.session(bundle / MODEL_FP16, cuda=_fp16_on_cuda())
     figures["fp16_vs_fp32"] = {
         "clips": len(clips["agreement"]),
         "provider": fp16.get_providers()[0],
-        **parity.agreement(parity.run_batched(fp16, clips["agreement"], 16), base),
+        **parity.agreement_of(parity.outputs_batched(fp16, clips["agreement"], 16), base),
     }
     figures["fp16_batched_vs_alone"] = {
         "clips": len(clips["invariance"]),
         "provider": fp16.get_providers()[0],
-        "max_abs_probability": parity.batch_invariance(fp16, clips["invariance"]),
+        **parity.invariance(fp16, clips["invariance"]),
     }
     if (bundle / MODEL_INT8).is_file():
         int8 = parity.session(bundle / MODEL_INT8)
         figures["int8_vs_fp32"] = {
             "clips": len(clips["agreement"]),
-            **parity.agreement(parity.run_batched(int8, clips["agreement"], 16), base),
+            **parity.agreement_of(parity.outputs_batched(int8, clips["agreement"], 16), base),
         }
     return figures
 
@@ -205,17 +219,21 @@ def _agreement_clips(options: ExportOptions) -> list[np.ndarray]:
 
 def write_int8(work: Path, options: ExportOptions) -> list[dict[str, Any]]:
     """Quantise `work`'s fp32 graph by each of options.int8_methods in turn and keep the
-    first whose argmax agreement with fp32 passes the limit as MODEL_INT8; none passing
-    leaves no int8 file (int8 is opt-in: the default answers never depend on it). Returns
-    each try's figures."""
+    first whose argmax agreement with fp32 (and, in a graph with dimensions, max |Δdimension|)
+    passes the limits as MODEL_INT8; none passing leaves no int8 file (int8 is opt-in: the
+    default answers never depend on it). Returns each try's figures."""
     clips = _agreement_clips(options)
-    base = parity.run_batched(parity.session(work / MODEL_FP32), clips, 16)
+    base = parity.outputs_batched(parity.session(work / MODEL_FP32), clips, 16)
+    limits = options.limits
     tries = []
     for method in options.int8_methods:
         quantize.quantize_int8(work / MODEL_FP32, work / MODEL_INT8, method, SAMPLE_RATE_HZ)
-        int8 = parity.run_batched(parity.session(work / MODEL_INT8), clips, 16)
-        figure: dict[str, Any] = {"method": method, **parity.agreement(int8, base)}
-        figure["kept"] = figure["argmax_agreement"] >= options.limits.int8_argmax_agreement
+        int8 = parity.outputs_batched(parity.session(work / MODEL_INT8), clips, 16)
+        figure: dict[str, Any] = {"method": method, **parity.agreement_of(int8, base)}
+        figure["kept"] = (
+            figure["argmax_agreement"] >= limits.int8_argmax_agreement
+            and figure.get("max_abs_dimension", 0.0) <= limits.int8_dimension
+        )
         tries.append(figure)
         if figure["kept"]:
             break
@@ -231,12 +249,16 @@ def failures(figures: dict[str, Any], limits: Limits) -> list[str]:
         ("fp16_batched_vs_alone", "max_abs_probability", limits.fp16_batched_probability, "<="),
         ("fp16_vs_fp32", "argmax_agreement", limits.fp16_argmax_agreement, ">="),
         ("fp16_vs_fp32", "max_abs_probability", limits.fp16_probability, "<="),
+        ("fp32_vs_pytorch", "max_abs_dimension", limits.fp32_vs_pytorch_dimension, "<="),
+        ("fp32_batched_vs_alone", "max_abs_dimension", limits.fp32_batched_dimension, "<="),
+        ("fp16_batched_vs_alone", "max_abs_dimension", limits.fp16_batched_dimension, "<="),
+        ("fp16_vs_fp32", "max_abs_dimension", limits.fp16_dimension, "<="),
         # int8 is not here: export ships it only where it passes (write_int8), and a refused
         # int8 graph is a recorded try, not a failed export.
     ]
     out = []
     for figure, key, limit, sense in checks:
-        if figure not in figures:
+        if figure not in figures or key not in figures[figure]:
             continue
         value = figures[figure][key]
         ok = value <= limit if sense == "<=" else value >= limit
@@ -252,13 +274,16 @@ def export_bundle(
     config = check_checkpoint(checkpoint, expected_labels)
     record = read_training_record(checkpoint)
     model, do_normalize = load_classifier(checkpoint)
+    dimension_head = load_dimension_head(checkpoint)
     work = out.parent / f".{out.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        onnx_graph.export_fp32(model, work / MODEL_FP32, SAMPLE_RATE_HZ, do_normalize)
+        onnx_graph.export_fp32(
+            model, work / MODEL_FP32, SAMPLE_RATE_HZ, do_normalize, dimension_head
+        )
         timings["export_fp32_s"] = time.perf_counter() - start
         start = time.perf_counter()
         onnx_graph.convert_fp16(work / MODEL_FP32, work / MODEL_FP16)
@@ -267,7 +292,7 @@ def export_bundle(
         int8_tries = write_int8(work, options) if options.int8 else []
         timings["int8_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        figures = measure(work, options, _torch_reference(model, do_normalize))
+        figures = measure(work, options, _torch_reference(model, do_normalize, dimension_head))
         timings["parity_s"] = time.perf_counter() - start
         if int8_tries:
             # The shipped graph's figures as measure() found them, or the last refused try's.
@@ -296,9 +321,7 @@ def export_bundle(
                 TensorSpec(name=INPUT_VALUES, dtype="float32", shape=["batch", "samples"]),
                 TensorSpec(name=ATTENTION_MASK, dtype="int64", shape=["batch", "samples"]),
             ],
-            outputs=[
-                TensorSpec(name=LOGITS, dtype="float32", shape=["batch", len(config["id2label"])])
-            ],
+            outputs=_outputs(len(config["id2label"]), dimension_head),
             opset=onnx_graph.OPSET,
             files={p.name: sha256_of(p) for p in sorted(work.iterdir())},
             source={
@@ -314,6 +337,13 @@ def export_bundle(
             calibration=record.calibration,
             trained_on=record.trained_on,
             note=record.note,
+            dimensions=None
+            if dimension_head is None
+            else DimensionSpec(
+                names=list(dimension_head.names),
+                scale=DIMENSION_SCALE,
+                trained=record.dimensions,
+            ),
         )
         (work / METADATA).write_text(metadata.model_dump_json(indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)
@@ -321,6 +351,15 @@ def export_bundle(
         return metadata
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _outputs(n_labels: int, dimension_head: DimensionHead | None) -> list[TensorSpec]:
+    """The graphs' outputs as bundle.json declares them: logits, then any dimensions."""
+    specs = [TensorSpec(name=LOGITS, dtype="float32", shape=["batch", n_labels])]
+    if dimension_head is not None:
+        shape: list[str | int] = ["batch", len(dimension_head.names)]
+        specs.append(TensorSpec(name=DIMENSIONS, dtype="float32", shape=shape))
+    return specs
 
 
 def _naive_figure(
@@ -354,7 +393,7 @@ def verify_bundle(
     reference = None
     if checkpoint is not None:
         check_checkpoint(checkpoint, metadata.labels)
-        reference = _torch_reference(*load_classifier(checkpoint))
+        reference = _torch_reference(*load_classifier(checkpoint), load_dimension_head(checkpoint))
     caller_normalizes = metadata.do_normalize and not metadata.normalized_in_graph
     figures = measure(bundle, options, reference, caller_normalizes)
     return figures, failures(figures, options.limits)

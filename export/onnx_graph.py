@@ -2,8 +2,10 @@
 
 The exported module is `student.batch_invariant.classify`, so a clip's logits do not depend
 on what it is batched with, and the preprocessor's normalisation is inside the graph: every
-consumer feeds raw audio. The naive export (transformers' own forward, one input, as
-optimum's default configs have it) is kept only to measure what it gets wrong.
+consumer feeds raw audio. A student with a dimensional head gets a second output,
+`dimensions` [batch, 3], from the same pooled embedding as the logits. The naive export
+(transformers' own forward, one input, as optimum's default configs have it) is kept only to
+measure what it gets wrong.
 Knows nothing of bundles or parity thresholds.
 """
 
@@ -16,9 +18,10 @@ import onnx
 import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES, LOGITS
+from emodistill.bundle import ATTENTION_MASK, DIMENSIONS, INPUT_VALUES, LOGITS
 from student.batch_invariant import classify
 from student.encoders import SpeechClassifier
+from student.model import DimensionHead
 
 OPSET = 17
 # Kept in fp32 in the fp16 graph: fp16 overflows in normalisations and reductions
@@ -27,15 +30,28 @@ FP32_OPS = ["LayerNormalization", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div
 
 
 class BatchInvariantClassifier(torch.nn.Module):
-    """(input_values [B, S] float32 raw audio, attention_mask [B, S] int64) -> logits [B, C]."""
+    """(input_values [B, S] float32 raw audio, attention_mask [B, S] int64) -> logits [B, C],
+    or (logits [B, C], dimensions [B, 3]) with a dimensional head."""
 
-    def __init__(self, model: SpeechClassifier, normalize: bool):
+    def __init__(
+        self, model: SpeechClassifier, normalize: bool, dimension_head: DimensionHead | None = None
+    ):
         super().__init__()
         self.model = model
         self.normalize = normalize
+        self.dimension_head = dimension_head
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return classify(self.model, input_values, attention_mask, self.normalize)[0]
+    def forward(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits, embedding = classify(self.model, input_values, attention_mask, self.normalize)
+        if self.dimension_head is None:
+            return logits
+        return logits, self.dimension_head(embedding)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [LOGITS] if self.dimension_head is None else [LOGITS, DIMENSIONS]
 
 
 class NaiveClassifier(torch.nn.Module):
@@ -58,10 +74,16 @@ def example_inputs(sample_rate_hz: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, mask
 
 
-def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) -> None:
+def _export(
+    module: torch.nn.Module,
+    args: tuple,
+    names: list[str],
+    path: Path,
+    outputs: tuple[str, ...] = (LOGITS,),
+) -> None:
     module.eval()  # the exporter restores the mode it found, so set eval for good
     axes = {name: {0: "batch", 1: "samples"} for name in names}
-    axes[LOGITS] = {0: "batch"}
+    axes.update({name: {0: "batch"} for name in outputs})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic
         torch.onnx.export(
@@ -69,7 +91,7 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) 
             args,
             str(path),
             input_names=names,
-            output_names=[LOGITS],
+            output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
@@ -78,13 +100,22 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) 
     onnx.checker.check_model(str(path))
 
 
-def export_fp32(model: SpeechClassifier, path: Path, sample_rate_hz: int, normalize: bool) -> None:
-    """The batch-invariant graph; `normalize`: the preprocessor's do_normalize, in the graph."""
+def export_fp32(
+    model: SpeechClassifier,
+    path: Path,
+    sample_rate_hz: int,
+    normalize: bool,
+    dimension_head: DimensionHead | None = None,
+) -> None:
+    """The batch-invariant graph; `normalize`: the preprocessor's do_normalize, in the graph;
+    `dimension_head`: the second output, `dimensions`, when given."""
+    module = BatchInvariantClassifier(model, normalize, dimension_head)
     _export(
-        BatchInvariantClassifier(model, normalize),
+        module,
         example_inputs(sample_rate_hz),
         [INPUT_VALUES, ATTENTION_MASK],
         path,
+        tuple(module.output_names),
     )
 
 

@@ -1,5 +1,8 @@
 """Parity figures: ONNX vs PyTorch, batched vs alone, fp16 and int8 vs fp32.
 
+Every figure covers every output of the graph: the logits (as probabilities) and, in a
+graph that has them, the dimensions (max |Δ| on their own (0, 1) scale).
+
 Probe clips are synthetic but speech-like (a harmonic voice with a wandering pitch,
 syllable-rate loudness and noise), so checks need no corpus. Every figure is a plain
 number; `export/bundle_writer.py` compares them with the limits. Torch-free apart from
@@ -15,11 +18,12 @@ import numpy as np
 import onnxruntime as ort
 
 from emodistill.audio import pad_batch as pad
-from emodistill.bundle import ATTENTION_MASK, INPUT_VALUES
+from emodistill.bundle import ATTENTION_MASK, DIMENSIONS, INPUT_VALUES
 from emodistill.runtime import make_session
 from emodistill.scoring import softmax
 
 Logits = np.ndarray  # [N, C] float32
+Outputs = dict[str, np.ndarray]  # output name -> [N, width] float32, in the graph's order
 
 
 def probe_clips(
@@ -41,50 +45,74 @@ def probe_clips(
     return clips
 
 
-def run_alone(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Logits:
+def _run(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Outputs:
+    """One padded batch of `clips` -> every output of the graph."""
+    values, mask = pad(clips)
     needs_mask = len(session.get_inputs()) > 1
-    out = []
-    for clip in clips:
-        values, mask = pad([clip])
-        feed = (
-            {INPUT_VALUES: values, ATTENTION_MASK: mask} if needs_mask else {INPUT_VALUES: values}
-        )
-        out.append(session.run(None, feed)[0][0])
-    return np.stack(out)
+    feed = {INPUT_VALUES: values, ATTENTION_MASK: mask} if needs_mask else {INPUT_VALUES: values}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feed), strict=True))
+
+
+def outputs_alone(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Outputs:
+    """Every output, each clip run on its own."""
+    runs = [_run(session, [clip]) for clip in clips]
+    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+
+
+def outputs_batched(
+    session: ort.InferenceSession, clips: Sequence[np.ndarray], batch: int
+) -> Outputs:
+    """Every output, clips run `batch` at a time (padded)."""
+    runs = [_run(session, clips[start : start + batch]) for start in range(0, len(clips), batch)]
+    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+
+
+def _first(outputs: Outputs) -> Logits:
+    return next(iter(outputs.values()))  # the logits: every graph's first output
+
+
+def run_alone(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> Logits:
+    return _first(outputs_alone(session, clips))
 
 
 def run_batched(session: ort.InferenceSession, clips: Sequence[np.ndarray], batch: int) -> Logits:
-    needs_mask = len(session.get_inputs()) > 1
-    out = []
-    for start in range(0, len(clips), batch):
-        values, mask = pad(clips[start : start + batch])
-        feed = (
-            {INPUT_VALUES: values, ATTENTION_MASK: mask} if needs_mask else {INPUT_VALUES: values}
-        )
-        out.append(session.run(None, feed)[0])
-    return np.concatenate(out)
+    return _first(outputs_batched(session, clips, batch))
+
+
+def max_abs_dimension(candidate: Outputs, baseline: Outputs) -> dict[str, float]:
+    """{"max_abs_dimension": max |Δ|} when both have dimensions; {} otherwise."""
+    if DIMENSIONS not in candidate or DIMENSIONS not in baseline:
+        return {}
+    return {"max_abs_dimension": float(np.abs(candidate[DIMENSIONS] - baseline[DIMENSIONS]).max())}
+
+
+def invariance(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> dict[str, float]:
+    """All clips in one padded batch vs each clip alone: max |Δprobability| and, in a graph
+    with dimensions, max |Δdimension|."""
+    batched, alone = outputs_batched(session, clips, len(clips)), outputs_alone(session, clips)
+    probability = np.abs(softmax(_first(batched)) - softmax(_first(alone))).max()
+    return {"max_abs_probability": float(probability), **max_abs_dimension(batched, alone)}
 
 
 def batch_invariance(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> float:
     """max |Δprobability| between all clips in one padded batch and each clip alone."""
-    return float(
-        np.abs(
-            softmax(run_batched(session, clips, len(clips))) - softmax(run_alone(session, clips))
-        ).max()
-    )
+    return invariance(session, clips)["max_abs_probability"]
 
 
 def against_reference(
     session: ort.InferenceSession,
-    reference: Callable[[np.ndarray], np.ndarray],
+    reference: Callable[[np.ndarray], Outputs],
     clips: Sequence[np.ndarray],
     prepare: Callable[[np.ndarray], np.ndarray] = lambda clip: clip,
-) -> float:
-    """max |Δlogit| between the ONNX model fed `prepare(clip)` and `reference(clip) -> logits
-    [C]`, clip by clip."""
-    ours = run_alone(session, [prepare(c) for c in clips])
-    theirs = np.stack([reference(c) for c in clips])
-    return float(np.abs(ours - theirs).max())
+) -> dict[str, float]:
+    """The ONNX model fed `prepare(clip)` vs `reference(clip)` (output name -> [1, width]),
+    clip by clip: max |Δlogit| and, with dimensions, max |Δdimension|."""
+    ours = outputs_alone(session, [prepare(c) for c in clips])
+    runs = [reference(c) for c in clips]
+    theirs = {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+    logit = float(np.abs(_first(ours) - _first(theirs)).max())
+    return {"max_abs_logit": logit, **max_abs_dimension(ours, theirs)}
 
 
 def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
@@ -92,6 +120,14 @@ def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
     return {
         "argmax_agreement": float((candidate.argmax(1) == baseline.argmax(1)).mean()),
         "max_abs_probability": float(np.abs(softmax(candidate) - softmax(baseline)).max()),
+    }
+
+
+def agreement_of(candidate: Outputs, baseline: Outputs) -> dict[str, float]:
+    """`agreement` of the logits, plus max |Δdimension| when both have dimensions."""
+    return {
+        **agreement(_first(candidate), _first(baseline)),
+        **max_abs_dimension(candidate, baseline),
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from emodistill.bundle import (
     ATTENTION_MASK,
+    DIMENSIONS,
     INPUT_VALUES,
     LOGITS,
     MODEL_FP16,
@@ -42,6 +43,17 @@ def write_triton_repository(
     (model_dir / "labels.txt").write_text("\n".join(metadata.labels) + "\n")
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     n_labels = len(metadata.labels)
+    first = (
+        f'{{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ {n_labels} ] '
+        'label_filename: "labels.txt" }'
+    )
+    dims = metadata.dimension_names
+    # A version-3 bundle's second output; its names and scale are in bundle.json.
+    second = (
+        f',\n  {{ name: "{DIMENSIONS}" data_type: TYPE_FP32 dims: [ {len(dims)} ] }}'
+        if dims
+        else ""
+    )
     # cudnn_conv_algo_search 1 = HEURISTIC: EXHAUSTIVE re-benchmarks every new audio length.
     cuda = (
         '\nparameters { key: "cudnn_conv_algo_search" value: { string_value: "1" } }' if gpu else ""
@@ -54,7 +66,7 @@ input [
   {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ] }}
 ]
 output [
-  {{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ {n_labels} ] label_filename: "labels.txt" }}
+  {first}{second}
 ]
 dynamic_batching {{
   preferred_batch_size: [ {max(1, max_batch_size // 4)}, {max_batch_size} ]

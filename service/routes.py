@@ -29,7 +29,7 @@ from emodistill.prediction import Prediction
 from . import __version__
 from .errors import answer_for
 from .state import Service, ServiceDep
-from .v2_request import BINARY_HEADER, OUTPUT, V2Limits, parse_infer
+from .v2_request import BINARY_HEADER, DIMENSIONS_OUTPUT, OUTPUT, V2Limits, parse_infer
 from .wire import ModelFailedError
 
 log = logging.getLogger(__name__)
@@ -219,12 +219,16 @@ def _model_or_404(service: Service, name: str) -> BundleMetadata:
 async def model_metadata(service: ServiceDep, name: str) -> dict[str, Any]:
     meta = _model_or_404(service, name)
     backend = service.model
+    outputs = [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, len(meta.labels)]}]
+    if meta.dimensions is not None:  # names, scale and CCC: in the card's `dimensions`
+        dims = meta.dimension_names
+        outputs.append({"name": DIMENSIONS_OUTPUT, "datatype": "FP32", "shape": [-1, len(dims)]})
     return {
         "name": meta.name,
         "versions": [meta.version],
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": "audio", "datatype": "FP32", "shape": [-1, -1]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(meta.labels)]}],
+        "outputs": outputs,
         "parameters": {
             "labels": meta.labels,
             "sample_rate_hz": meta.sample_rate_hz,
@@ -275,22 +279,34 @@ async def infer(request: Request, name: str, service: ServiceDep) -> Response:
         del body
     prepared = [service.pipeline.windowed(clip) for clip in parsed.clips]
     answers = await _answers(request, service, prepared)
-    probs = np.array([[a.probabilities[k] for k in meta.labels] for a in answers], "<f4")
-    output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(probs.shape)}
+    tensors = {
+        OUTPUT: np.array([[a.probabilities[k] for k in meta.labels] for a in answers], "<f4")
+    }
+    parameters: dict[str, Any] = {"labels": meta.labels}
+    if meta.dimensions is not None:  # the second output, in the bundle's dimension order
+        names = meta.dimension_names
+        rows = [[getattr(a.dimensions, k) for k in names] for a in answers]
+        tensors[DIMENSIONS_OUTPUT] = np.array(rows, "<f4").reshape(len(answers), len(names))
+        parameters["dimensions"] = names
+    outputs: list[dict[str, Any]] = [
+        {"name": k, "datatype": "FP32", "shape": list(v.shape)} for k, v in tensors.items()
+    ]
     answer = {
         "model_name": meta.name,
         "model_version": meta.version,
         "id": parsed.id,
-        "parameters": {"labels": meta.labels},
-        "outputs": [output],
+        "parameters": parameters,
+        "outputs": outputs,
     }
     if not parsed.binary_output:
-        output["data"] = probs.reshape(-1).tolist()
+        for output, values in zip(outputs, tensors.values(), strict=True):
+            output["data"] = values.reshape(-1).tolist()
         return JSONResponse(answer)
-    output["parameters"] = {"binary_data_size": probs.nbytes}
+    for output, values in zip(outputs, tensors.values(), strict=True):
+        output["parameters"] = {"binary_data_size": values.nbytes}
     header = json.dumps(answer).encode()
     return Response(
-        header + probs.tobytes(),
+        header + b"".join(v.tobytes() for v in tensors.values()),
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(len(header))},
     )

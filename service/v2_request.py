@@ -28,7 +28,10 @@ from emodistill.decoder import MAX_ABS_AMPLITUDE
 BINARY_HEADER = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"
 FLOAT32_BYTES = 4
-OUTPUT = "probabilities"  # the one output tensor: [clips, labels] FP32
+OUTPUT = "probabilities"  # the first output tensor: [clips, labels] FP32
+# The second, for a bundle with dimensions: [clips, 3] FP32 (emodistill.bundle.DIMENSIONS).
+DIMENSIONS_OUTPUT = "dimensions"
+OUTPUTS = (OUTPUT, DIMENSIONS_OUTPUT)
 # The request's object, its input list, a tensor, and `data` as [clips][samples]: 5 levels.
 MAX_JSON_DEPTH = 16
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -192,9 +195,9 @@ def _binary_output(request: InferRequest) -> bool:
     all (`binary_data_output`), as the binary tensor extension defines."""
     wanted = request.parameters.get("binary_data_output") is True
     for output in request.outputs or []:
-        if output.get("name") != OUTPUT:
+        if output.get("name") not in OUTPUTS:
             raise V2RequestError(400, f"unknown output {str(output.get('name'))[:64]!r}; "
-                                      f"the model's output is {OUTPUT!r}")  # fmt: skip
+                                      f"the model's outputs are {OUTPUTS}")  # fmt: skip
         parameters = output.get("parameters") or {}
         if isinstance(parameters, dict) and "binary_data" in parameters:
             wanted = parameters["binary_data"] is True

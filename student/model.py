@@ -6,8 +6,11 @@ projector -> mean over valid frames -> linear), so its saved folder loads with
 batch-invariant equivalent (`batch_invariant.py`), with the preprocessor's per-clip
 normalisation inside it, so the model's input is raw audio. `EmoDistillStudent` adds the
 projection heads z'_L and z'_P that map the pooled embedding to each teacher's embedding
-size; they are used in training only and saved apart. Knows nothing of teachers' internals,
-losses or data.
+size; they are used in training only and saved apart. It may also have a dimensional head
+(`DimensionHead`: arousal, valence, dominance in [0, 1] from the same pooled embedding,
+beside the classifier), which IS used at inference: export reads it from `DIMENSION_HEAD_FILE`
+beside the classifier's folder, whose standard files stay loadable by transformers.
+Knows nothing of teachers' internals, losses or data.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
 from emodistill.audio import SAMPLE_RATE_HZ
-from emodistill.bundle import MODEL_CONFIG, PREPROCESSOR_CONFIG
+from emodistill.bundle import DIMENSION_NAMES, MODEL_CONFIG, PREPROCESSOR_CONFIG
 
 from .batch_invariant import classify
 from .config import StudentConfig
@@ -38,6 +41,37 @@ from .encoders import (
 
 # Training only: never copied into a bundle (emodistill/bundle.py names the files that are).
 HEADS_FILE = "projection_heads.pt"
+# The dimensional head's names and weights; export puts it into the graphs.
+DIMENSION_HEAD_FILE = "dimension_head.pt"
+
+
+class DimensionHead(nn.Module):
+    """Pooled embedding [B, P] -> dimensions [B, len(names)] in (0, 1): linear, then sigmoid,
+    so every answer lies on the scale the ratings were prepared to (DIMENSION_SCALE)."""
+
+    def __init__(self, width: int, names: tuple[str, ...] = DIMENSION_NAMES):
+        super().__init__()
+        self.names = names
+        self.linear = nn.Linear(width, len(names))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(embedding))
+
+    def save(self, path: Path) -> None:
+        torch.save({"names": list(self.names), "state": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> DimensionHead:
+        saved = torch.load(path, weights_only=True)
+        head = cls(saved["state"]["linear.weight"].shape[1], tuple(saved["names"]))
+        head.load_state_dict(saved["state"])
+        return head.eval()
+
+
+def load_dimension_head(checkpoint_dir: Path) -> DimensionHead | None:
+    """The checkpoint's dimensional head, or None when the student has none."""
+    path = Path(checkpoint_dir) / DIMENSION_HEAD_FILE
+    return DimensionHead.load(path) if path.is_file() else None
 
 
 def _head_settings(config: StudentConfig, labels: list[str]) -> dict[str, Any]:
@@ -111,6 +145,7 @@ class StudentOutput:
     logits: torch.Tensor  # [B, C]
     embedding: torch.Tensor  # [B, P] pooled projector output
     projected: dict[str, torch.Tensor]  # teacher -> [B, D_teacher]
+    dimensions: torch.Tensor | None = None  # [B, 3] in (0, 1); None without the head
 
 
 class EmoDistillStudent(nn.Module):
@@ -125,12 +160,14 @@ class EmoDistillStudent(nn.Module):
         classifier: SpeechClassifier,
         feature_extractor: Wav2Vec2FeatureExtractor,
         head_dims: dict[str, int],
+        dimensions: bool = False,
     ):
         super().__init__()
         self.classifier = classifier
         self.feature_extractor = feature_extractor
         width = classifier.config.classifier_proj_size
         self.heads = nn.ModuleDict({name: nn.Linear(width, dim) for name, dim in head_dims.items()})
+        self.dimension_head = DimensionHead(width) if dimensions else None
 
     @property
     def normalize(self) -> bool:
@@ -145,7 +182,8 @@ class EmoDistillStudent(nn.Module):
         """
         logits, embedding = classify(self.classifier, input_values, attention_mask, self.normalize)
         projected = {name: head(embedding) for name, head in self.heads.items()}
-        return StudentOutput(logits, embedding, projected)
+        dimensions = self.dimension_head(embedding) if self.dimension_head is not None else None
+        return StudentOutput(logits, embedding, projected, dimensions)
 
     def save(self, out_dir: Path) -> None:
         """A standard HF folder (config, weights, preprocessor) + the heads beside it."""
@@ -154,6 +192,9 @@ class EmoDistillStudent(nn.Module):
         self.feature_extractor.save_pretrained(out_dir)
         dims = {name: head.out_features for name, head in self.heads.items()}
         torch.save({"dims": dims, "state": self.heads.state_dict()}, out_dir / HEADS_FILE)
+        (out_dir / DIMENSION_HEAD_FILE).unlink(missing_ok=True)
+        if self.dimension_head is not None:
+            self.dimension_head.save(out_dir / DIMENSION_HEAD_FILE)
 
     @classmethod
     def load(cls, checkpoint_dir: Path) -> EmoDistillStudent:
@@ -161,7 +202,9 @@ class EmoDistillStudent(nn.Module):
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(checkpoint_dir)
         heads_file = checkpoint_dir / HEADS_FILE
         saved = torch.load(heads_file, weights_only=True) if heads_file.is_file() else None
+        dimension_head = load_dimension_head(checkpoint_dir)
         student = cls(classifier, extractor, saved["dims"] if saved else {})
         if saved:
             student.heads.load_state_dict(saved["state"])
+        student.dimension_head = dimension_head
         return student

@@ -71,14 +71,14 @@ def require_espeak() -> None:
 EMO_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
 
-def _summary(start: float, utt: str, code: str, vad: tuple[float, ...] = (2.5, 2.5, 2.5)) -> str:
-    ratings = ", ".join(f"{x:.4f}" for x in vad)
-    return f"[{start:.4f} - {start + 1.5:.4f}]\t{utt}\t{code}\t[{ratings}]\n"
+def _summary(start: float, utt: str, code: str, vad: tuple[float, float, float]) -> str:
+    v, a, d = vad
+    return f"[{start:.4f} - {start + 1.5:.4f}]\t{utt}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]\n"
 
 
-def iemocap_vad(turn_index: int) -> tuple[float, float, float]:
-    """[V, A, D] of the i-th turn of a fixture dialog: distinct, inside 1-5."""
-    return (1.0 + 0.5 * turn_index, 2.0 + 0.5 * turn_index, 3.0)
+def iemocap_vad(turn: int, session: int) -> tuple[float, float, float]:
+    """Distinct [V, A, D] (1-5) per fixture turn, so a swapped order or scale shows."""
+    return (1.5 + 0.5 * turn, 4.5 - 0.25 * turn - session, 2.0 + 0.5 * session)
 
 
 def _annotators(category: str) -> str:
@@ -124,12 +124,13 @@ def write_iemocap_tree(root: Path) -> Path:
         trans = release / session / "dialog" / "transcriptions"
         for folder in (emo / "Categorical", emo / "Attribute", trans):
             folder.mkdir(parents=True, exist_ok=True)
+        session_no = int(session[-1])
         for dialog, turns in dialogs.items():
             text = EMO_HEADER
             lines = []
             for i, (utt, code, has_wav, said) in enumerate(turns):
-                text += _summary(6.0 + 2 * i, utt, code, iemocap_vad(i))
-                text += _annotators("Neutral state")
+                vad = iemocap_vad(i, session_no)
+                text += _summary(6.0 + 2 * i, utt, code, vad) + _annotators("Neutral state")
                 if has_wav:
                     seconds = 0.5 + 0.1 * i
                     write_tone(
@@ -147,7 +148,7 @@ def write_iemocap_tree(root: Path) -> Path:
                 f"{turns[0][0]} :Frustration; ()\n"
             )
             (emo / "Attribute" / f"{dialog}_e1_atr.txt").write_text(
-                _summary(1.0, turns[0][0], "sad")
+                _summary(1.0, turns[0][0], "sad", (5.0, 5.0, 5.0))
             )
             (emo / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07Mac OS X        \x00\x02")
             (trans / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07\xff\xfe")
@@ -197,6 +198,21 @@ def bundle(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("service_bundle")
     checkpoint = write_checkpoint(root / "checkpoint", "group")
+    quick = ExportOptions(
+        reference_clips=4, invariance_clips=4, agreement_clips=16, naive_contrast=False
+    )
+    export_bundle(checkpoint, root / "bundle", quick)
+    return root / "bundle"
+
+
+@pytest.fixture(scope="session")
+def bundle_with_dimensions(tmp_path_factory) -> Path:
+    """A tiny real bundle of version 3 with both outputs: categories and dimensions."""
+    from export.bundle_writer import ExportOptions, export_bundle
+    from tests.export.test_bundle import write_checkpoint
+
+    root = tmp_path_factory.mktemp("dimensions_bundle")
+    checkpoint = write_checkpoint(root / "checkpoint", "group", dimensions=True)
     quick = ExportOptions(
         reference_clips=4, invariance_clips=4, agreement_clips=16, naive_contrast=False
     )

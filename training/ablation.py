@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import RunConfig
+from .config import LossConfig, RunConfig
 from .metrics import MeanStd, mean_std
 from .report import load_fold_metrics, plot_tau_sweep, write_ablation_table
 from .run import Experiment, select_folds
@@ -26,12 +26,19 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no_prosodic": {"use_prosodic": False},
     "no_linguistic": {"use_linguistic": False},
     "ce_only": {"use_linguistic": False, "use_prosodic": False},
+    # Ours: does learning arousal, valence and dominance beside the categories help UA?
+    # (Trains as `full` when the corpus has no ratings.)
+    "no_dimensions": {"dimensions": {"enabled": False}},
 }
 DEFAULT_TAUS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def variant(run: RunConfig, **loss: object) -> RunConfig:
-    return run.model_copy(update={"loss": run.loss.model_copy(update=loss)})
+    """`run` with these loss settings; a dict value updates that nested block's fields."""
+    data = run.loss.model_dump()
+    for key, value in loss.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return run.model_copy(update={"loss": LossConfig.model_validate(data)})
 
 
 def _run_variant(

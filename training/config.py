@@ -68,6 +68,11 @@ class CorpusConfig(Strict):
         description="ASR model (transformers pipeline) that writes the text of rows without "
         "one, at preparation time; e.g. openai/whisper-small.",
     )
+    dimension_range: tuple[float, float] = Field(
+        (0.0, 1.0),
+        description="kind=manifest: the scale of the CSV's arousal, valence and dominance "
+        "columns (e.g. [1, 7] for MSP-Podcast's ratings); scaled into [0, 1] when prepared.",
+    )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     protocol: Protocol = Field(
         "speaker",
@@ -100,6 +105,9 @@ class LinguisticTeacherConfig(Strict):
     weight_decay: float = 0.01
     dropout: float = 0.1
     finetune_encoder: bool = Field(True, description="False trains the classifier head only.")
+    dimension_weight: float = Field(
+        1.0, ge=0, description="Weight of 1 − CCC on the ratings beside CE (rated corpora)."
+    )
 
 
 class ProsodicTeacherConfig(Strict):
@@ -112,10 +120,49 @@ class ProsodicTeacherConfig(Strict):
     weight_decay: float = 1e-4
     max_frames: int = Field(1500, description="Training crop of the LLD matrix (10 ms frames).")
     patience_epochs: int = Field(8, description="Early stopping on validation UA.")
+    dimension_weight: float = Field(
+        1.0, ge=0, description="Weight of 1 − CCC on the ratings beside CE (rated corpora)."
+    )
+
+
+class DimensionWeights(Strict):
+    """How much the student follows one teacher's prediction of each dimension."""
+
+    arousal: float = Field(ge=0)
+    valence: float = Field(ge=0)
+    dominance: float = Field(ge=0)
+
+
+class DimensionLossConfig(Strict):
+    """L_dim = δ L_CCC(ratings) + ε Σ_t Σ_d w_{t,d} L_kd(student_d, teacher_t,d).
+
+    The regression analogue of eq. 1: each teacher's dimensional predictions are targets,
+    weighted per dimension. Defaults follow the well-known finding that text predicts
+    valence better than acoustics do, and acoustics arousal better than text.
+    """
+
+    enabled: bool = Field(
+        True,
+        description="False: no dimensional head, nor any dimensional term (the ablation). "
+        "Ignored (off) when the corpus has no ratings.",
+    )
+    delta: float = Field(1.0, ge=0, description="Weight of 1 − CCC to the ratings.")
+    epsilon: float = Field(1.0, ge=0, description="Weight of the dimensional KD terms.")
+    kd: Literal["ccc", "mse"] = Field(
+        "ccc", description="KD to a teacher's predictions: 1 − CCC, or mean squared error."
+    )
+    linguistic: DimensionWeights = Field(
+        default_factory=lambda: DimensionWeights(arousal=0.25, valence=0.75, dominance=0.5),
+        description="Per dimension: how much to follow the text teacher (strong on valence).",
+    )
+    prosodic: DimensionWeights = Field(
+        default_factory=lambda: DimensionWeights(arousal=0.75, valence=0.25, dominance=0.5),
+        description="Per dimension: how much to follow the eGeMAPS teacher (strong on arousal).",
+    )
 
 
 class LossConfig(Strict):
-    """L = α L_logits + β L_embeddings + γ L_CE (poster eq. 5)."""
+    """L = α L_logits + β L_embeddings + γ L_CE (poster eq. 5), plus `dimensions`."""
 
     alpha: float = Field(1.0, ge=0, description="Weight of the logit-level KD terms.")
     beta: float = Field(1.0, ge=0, description="Weight of the embedding-level KD terms.")
@@ -130,6 +177,7 @@ class LossConfig(Strict):
         "Open in the poster. Uncentred targets share one dominant direction, which a constant "
         "student embedding matches: on the synthetic corpus the student then never learns.",
     )
+    dimensions: DimensionLossConfig = Field(default_factory=DimensionLossConfig)
 
 
 class OptimConfig(Strict):

@@ -19,13 +19,17 @@ from torch.utils.data import Dataset, Sampler
 
 from emodistill.audio import load_audio, pad_batch
 
+# A clip's label when it has dimensional ratings only: cross-entropy ignores it.
+NO_LABEL = -100
+
 
 @dataclass(frozen=True)
 class Clip:
     utt_id: str
     path: str
-    label: int
+    label: int  # index into the labels, or NO_LABEL
     duration_s: float
+    dimensions: tuple[float, float, float] | None = None  # DIMENSION_NAMES' order; None: unrated
 
 
 class ClipDataset(Dataset):
@@ -131,15 +135,23 @@ class Batch:
     indices: torch.Tensor  # [B] positions in the dataset
     input_values: torch.Tensor  # [B, S] float32
     attention_mask: torch.Tensor  # [B, S] int64, 1 = sample
-    labels: torch.Tensor  # [B] int64
+    labels: torch.Tensor  # [B] int64, NO_LABEL where the clip has none
+    ratings: torch.Tensor  # [B, 3] float32, NaN rows where the clip is not rated
 
 
 class Collator:
     """Pads raw audio as every bundle's consumer does (`emodistill.audio.pad_batch`); the
     student normalises inside its forward, so there is no preprocessing here."""
 
-    def __init__(self, labels: Sequence[int]):
+    def __init__(
+        self,
+        labels: Sequence[int],
+        ratings: Sequence[tuple[float, float, float] | None] | None = None,
+    ):
         self.labels = list(labels)
+        unrated = (np.nan, np.nan, np.nan)
+        rows = ratings if ratings is not None else [None] * len(self.labels)
+        self.ratings = np.array([r if r is not None else unrated for r in rows], np.float32)
 
     def __call__(self, items: list[tuple[int, np.ndarray]]) -> Batch:
         indices = [i for i, _ in items]
@@ -149,4 +161,10 @@ class Collator:
             input_values=torch.from_numpy(values),
             attention_mask=torch.from_numpy(mask),
             labels=torch.tensor([self.labels[i] for i in indices]),
+            ratings=torch.from_numpy(self.ratings[indices].reshape(len(indices), 3)),
         )
+
+    @classmethod
+    def of(cls, clips: Sequence[Clip]) -> Collator:
+        """The collator of `clips`' labels and ratings."""
+        return cls([c.label for c in clips], [c.dimensions for c in clips])

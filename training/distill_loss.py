@@ -85,7 +85,7 @@ class EmoDistillLoss(torch.nn.Module):
 
         Args:
             student_logits: [B, C] student class scores z_S.
-            labels: [B] int64 class indices.
+            labels: [B] int64 class indices; -100 (data.NO_LABEL) where a clip has none.
             teacher_logits: teacher name -> [B, C] logits z_T (targets; detached here).
             projected: teacher name -> [B, D_t] student projection z'_t.
             teacher_embeddings: teacher name -> [B, D_t] teacher embedding z_t (detached here).
@@ -112,7 +112,10 @@ class EmoDistillLoss(torch.nn.Module):
                     _get(projected, name, "projected"),
                     _get(teacher_embeddings, name, "teacher_embeddings"),
                 )
-        ce = F.cross_entropy(student_logits, labels) if cfg.gamma != 0 else zero
+        # Clips rated only in dimensions carry label -100, which cross-entropy ignores; a
+        # batch of such clips alone has no CE term at all (its mean would be 0/0).
+        labelled = cfg.gamma != 0 and bool((labels >= 0).any())
+        ce = F.cross_entropy(student_logits, labels) if labelled else zero
 
         # Sum only the active parts: 0 * NaN would be NaN, so weighting a skipped term by 0 is
         # not enough to keep it out.

@@ -103,3 +103,29 @@ def summarize_folds(per_fold: Sequence[Scores]) -> dict[str, MeanStd]:
         "pooled_wa": MeanStd(weighted_accuracy(pooled), 0.0, 1),
         "pooled_ua": MeanStd(unweighted_accuracy(pooled), 0.0, 1),
     }
+
+
+def concordance(
+    predicted: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray
+) -> float:
+    """Lin's concordance correlation coefficient, CCC = 2 cov / (var_p + var_t + (μ_p − μ_t)²),
+    with population (biased) moments; NaN for fewer than two values or none spread."""
+    p = np.asarray(predicted, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"predicted {p.shape} and target {t.shape} differ in shape")
+    if p.size < 2:
+        return math.nan
+    cov = float(((p - p.mean()) * (t - t.mean())).mean())
+    denominator = float(p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+    return 2 * cov / denominator if denominator > 0 else math.nan
+
+
+def concordance_per_dimension(
+    predicted: np.ndarray, target: np.ndarray, names: Sequence[str]
+) -> dict[str, float]:
+    """predicted [N, D], target [N, D] (NaN rows: not rated, skipped) -> name -> CCC."""
+    rated = ~np.isnan(target).any(axis=1)
+    return {
+        name: concordance(predicted[rated, d], target[rated, d]) for d, name in enumerate(names)
+    }

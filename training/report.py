@@ -13,7 +13,9 @@ Does not know: how models are trained or evaluated, nor how metrics are computed
                 "prosodic_teacher": <Scores.to_dict()>,
                 "student": <Scores.to_dict()>}}
 
-where `Scores.to_dict()` is {"wa": float, "ua": float, "confusion": [[int]], "labels": [str]},
+and, when the corpus has dimensional ratings, `"dimensions": {model: {"arousal": CCC, ...}}`
+(held-out CCC per dimension of each model that predicts them), where `Scores.to_dict()` is
+{"wa": float, "ua": float, "confusion": [[int]], "labels": [str]},
 with WA/UA as fractions (not percent) and confusion rows = references, columns = predictions.
 Any model key may be missing from a fold (a variant without that teacher). Folders not named
 `fold_<int>`, and fold folders without metrics.json (a fold still running), are ignored.
@@ -41,7 +43,7 @@ from matplotlib.ticker import NullFormatter
 
 from .calibration import RELIABILITY_PNG
 from .corpora import read_corpora_file
-from .metrics import MeanStd, Scores, score, summarize_folds
+from .metrics import MeanStd, Scores, mean_std, score, summarize_folds
 
 # Column order in the report; models not listed here follow in sorted order.
 MODEL_ORDER = ("student", "linguistic_teacher", "prosodic_teacher")
@@ -68,6 +70,8 @@ POSTER_TABLE2: tuple[PosterRow, ...] = (
     PosterRow("prosodic_teacher", "prosodic teacher alone (f_T^P)", 49.42, 50.08),
     PosterRow("linguistic_teacher", "linguistic teacher alone (f_T^L)", 71.09, 71.83),
 )
+# Our rows beyond the poster's (no poster figures): key -> label.
+EXTRA_ROWS = {"no_dimensions": "w/o the dimensional task (arousal, valence, dominance)"}
 
 
 def load_fold_metrics(run_dir: Path) -> list[dict]:
@@ -158,6 +162,7 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
     lines += _per_corpus_section(run_dir, folds)
     lines += ["", "## Pooled confusion matrices (rows: reference, columns: predicted)", ""]
     lines += pooled_sections
+    lines += dimensions_section(folds)
     lines += _calibration_section(folds)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
@@ -196,6 +201,32 @@ def _per_corpus_section(run_dir: Path, folds: list[dict[str, Any]]) -> list[str]
         row += [summary["ua"].percent(), _pct(summary["pooled_wa"].mean)]
         lines.append(_table_row([*row, _pct(summary["pooled_ua"].mean)]))
     return lines
+
+
+def dimensions_section(folds: list[dict[str, Any]]) -> list[str]:
+    """Held-out CCC per dimension, per fold and over folds, for each model that has it."""
+    rated = [f for f in folds if f.get("dimensions")]
+    if not rated:
+        return []
+    models = [m for m in _models_present(rated) if any(m in f["dimensions"] for f in rated)]
+    names = list(next(iter(rated[0]["dimensions"].values())))
+    lines = ["## Arousal, valence, dominance (CCC on the held-out speakers)", ""]
+    lines += _table_head(["fold", "model", *names])
+    for fold in rated:
+        for model in models:
+            ccc = fold["dimensions"].get(model)
+            cells = [f"{ccc[n]:.3f}" for n in names] if ccc else [MISSING] * len(names)
+            lines.append(_table_row([str(fold["fold"]), _pretty(model), *cells]))
+    lines += ["", "Over folds (mean ± sample std):", ""]
+    lines += _table_head(["model", "folds", *names])
+    for model in models:
+        per_fold = [f["dimensions"][model] for f in rated if model in f["dimensions"]]
+        cells = []
+        for n in names:
+            ms = mean_std([c[n] for c in per_fold])
+            cells.append(f"{ms.mean:.3f} ± {ms.std:.3f}")
+        lines.append(_table_row([_pretty(model), str(len(per_fold)), *cells]))
+    return [*lines, ""]
 
 
 def _calibration_section(folds: list[dict[str, Any]]) -> list[str]:
@@ -242,6 +273,12 @@ def write_ablation_table(
         wa, ua = results[row.key]
         delta = MISSING if full is None or row.key == "full" else _delta(ua.mean - full[1].mean)
         lines.append(_table_row([*cells, wa.percent(), ua.percent(), delta]))
+    for key, label in EXTRA_ROWS.items():
+        if key in results:
+            wa, ua = results[key]
+            delta = MISSING if full is None else _delta(ua.mean - full[1].mean)
+            cells = [label, MISSING, MISSING, wa.percent(), ua.percent(), delta]
+            lines.append(_table_row(cells))
     lines += ["", "Ours: mean ± sample std over folds, in %. Δ in percentage points."]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines) + "\n")

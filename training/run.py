@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emodistill.bundle import TRAINING_METRICS, Calibration, TrainingData, TrainingRecord
+from emodistill.bundle import (
+    DIMENSION_NAMES,
+    TRAINING_METRICS,
+    Calibration,
+    DimensionsTraining,
+    TrainingData,
+    TrainingRecord,
+)
 from emodistill.scoring import probabilities
 from student.model import EmoDistillStudent
 
@@ -29,19 +36,19 @@ from .calibration import RELIABILITY_PNG, calibrate, held_out, plot_reliability
 from .config import RunConfig, save_config
 from .corpora import all_corpora, load_training_data, write_corpora_file
 from .corpus.acted import ACTED_NOTES
-from .corpus.manifest import Utterance
+from .corpus.manifest import Utterance, read_dimension_scale
 from .corpus.prepare import prepare_corpus
 from .corpus.reading import CORPUS_TITLES
-from .data import Clip
+from .data import NO_LABEL, Clip
 from .data_checks import linguistic_teacher_warning
 from .distill_loss import TEACHERS
 from .distributed import DistContext, init_distributed
 from .features import EgemapsCache, extract_all
 from .folds import Fold, FoldSplit, split
-from .metrics import Scores
+from .metrics import Scores, concordance_per_dimension
 from .report import write_run_report
 from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
-from .trainer import StudentTrainer, TeacherTargets, evaluate_student
+from .trainer import StudentTrainer, TeacherTargets, predict_student, score_clips
 
 
 def select_folds(spec: str | Sequence[int], n_folds: int) -> list[int]:
@@ -56,7 +63,27 @@ def select_folds(spec: str | Sequence[int], n_folds: int) -> list[int]:
 
 
 def _clips(rows: Sequence[Utterance], labels: list[str]) -> list[Clip]:
-    return [Clip(r.utt_id, r.path, labels.index(r.label), r.duration_s) for r in rows]
+    return [
+        Clip(
+            r.utt_id,
+            r.path,
+            labels.index(r.label) if r.label else NO_LABEL,
+            r.duration_s,
+            r.dimensions,
+        )
+        for r in rows
+    ]
+
+
+def _ratings(clips: Sequence[Clip]) -> np.ndarray:
+    """[N, 3] in DIMENSION_NAMES' order, NaN rows for unrated clips."""
+    return np.array([c.dimensions or (np.nan,) * 3 for c in clips], np.float64).reshape(-1, 3)
+
+
+def _labelled(clips: Sequence[Clip], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, labels) of the clips that have a label."""
+    keep = [i for i, c in enumerate(clips) if c.label != NO_LABEL]
+    return values[keep], np.array([clips[i].label for i in keep])
 
 
 class Experiment:
@@ -118,13 +145,33 @@ class Experiment:
 
     def _calibrate(self, k: int, val: list[Clip], val_logits: np.ndarray, out: Path) -> Calibration:
         """Temperature scaling on the fold's validation speakers; a reliability diagram."""
-        labels = np.array([c.label for c in val])
+        val_logits, labels = _labelled(val, val_logits)
         fold = self.folds[k]
         fitted_on = f"fold {k} validation speakers ({', '.join(fold.val_speakers)})"
         calibration = calibrate(val_logits, labels, fitted_on)
         title = f"Fold {k}: student on its validation speakers"
         plot_reliability(val_logits, labels, calibration.temperature, title, out / RELIABILITY_PNG)
         return calibration
+
+    def _dimensions(
+        self, test: list[Clip], student_dims: np.ndarray | None, teachers: dict[str, TeacherResult]
+    ) -> dict[str, dict[str, float]]:
+        """Held-out CCC per dimension of each model that predicts dimensions ({} if none)."""
+        found = {f"{t}_teacher": r.test_ccc for t, r in teachers.items() if r.test_ccc}
+        if student_dims is not None:
+            ratings = _ratings(test)
+            found["student"] = concordance_per_dimension(student_dims, ratings, DIMENSION_NAMES)
+        return found
+
+    def _dimensions_record(
+        self, train: list[Clip], val: list[Clip], test_ccc: dict[str, float] | None
+    ) -> DimensionsTraining | None:
+        scales = [read_dimension_scale(c.prepared_dir) for c in all_corpora(self.run)]
+        sources = [s.source for s in scales if s is not None]  # several with more_corpora
+        if test_ccc is None or not sources:
+            return None
+        rated = sum(c.dimensions is not None for c in [*train, *val])
+        return DimensionsTraining(targets="; ".join(sources), utterances=rated, test_ccc=test_ccc)
 
     def _trained_on(self, k: int, parts: FoldSplit, test: Scores) -> TrainingData:
         corpus = self.run.corpus
@@ -161,9 +208,16 @@ class Experiment:
         embeddings = {t: torch.from_numpy(v[1]) for t, v in selected.items()}
         if run.loss.center_teacher_embeddings:  # mean over this fold's training clips only
             embeddings = {t: e - e.mean(dim=0, keepdim=True) for t, e in embeddings.items()}
+        ids = [c.utt_id for c in train]
+        dimensions = {
+            t: torch.from_numpy(d)
+            for t in used
+            if (d := teachers[t].outputs.select_dimensions(ids)) is not None
+        }
         targets = TeacherTargets(
             logits={t: torch.from_numpy(v[0]) for t, v in selected.items()},
             embeddings=embeddings,
+            dimensions=dimensions,
         )
         trainer = StudentTrainer(
             run, self.labels, train, val, targets, out / "student", self.ctx, self.progress
@@ -178,18 +232,15 @@ class Experiment:
                 print(f"fold {k}: {text_warning}")
             student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
             batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
-            test_scores, test_logits = evaluate_student(
-                student, test, self.labels, self.ctx.device, batch_audio_s
-            )
+            n_labels, device = len(self.labels), self.ctx.device
+            test_logits, test_dims = predict_student(student, test, n_labels, device, batch_audio_s)
+            test_scores = score_clips(test, test_logits, self.labels)
             _write_predictions(
                 out / "predictions.csv", test, probabilities(test_logits), self.labels
             )
-            _, val_logits = evaluate_student(
-                student, val, self.labels, self.ctx.device, batch_audio_s
-            )
+            val_logits, _ = predict_student(student, val, n_labels, device, batch_audio_s)
             calibration = self._calibrate(k, val, val_logits, out)
-            test_labels = np.array([c.label for c in test])
-            on_test = held_out(test_logits, test_labels, calibration.temperature)
+            on_test = held_out(*_labelled(test, test_logits), calibration.temperature)
             metrics = {
                 "fold": k,
                 "test_speakers": list(fold.test_speakers),
@@ -205,6 +256,9 @@ class Experiment:
                 "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
                 "warnings": [text_warning] if text_warning else [],
             }
+            test_ccc = self._dimensions(test, test_dims, teachers)
+            if test_ccc:
+                metrics["dimensions"] = test_ccc
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             # Beside the checkpoint, so an exported bundle can say what its model learned
             # from, how it scored on unheard speakers, and how to calibrate it.
@@ -216,6 +270,7 @@ class Experiment:
                 calibration=calibration,
                 trained_on=self._trained_on(k, parts, test_scores),
                 note=None if self.run.more_corpora else CORPUS_NOTES.get(self.run.corpus.kind),
+                dimensions=self._dimensions_record(train, val, test_ccc.get("student")),
             )
             checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
             summary = record.model_dump(exclude_none=True)
@@ -229,7 +284,8 @@ CORPUS_NOTES = {
     **ACTED_NOTES,
     "synthetic": "Demo model: it learned from synthetic espeak-ng speech, where emotion is "
     "acted by pitch, rate and word choice. It does not recognise emotion in real voices; "
-    "train on IEMOCAP (training/configs/iemocap_hubert_base.yaml) for that.",
+    "train on IEMOCAP (training/configs/iemocap_hubert_base.yaml) for that. Its arousal, "
+    "valence and dominance were learned from synthetic targets, not anyone's ratings.",
 }
 CORPUS_NAMES = {**CORPUS_TITLES, "synthetic": "synthetic (espeak-ng)"}
 
@@ -239,7 +295,8 @@ def _write_predictions(path: Path, clips: list[Clip], probs: np.ndarray, labels:
     lines = ["utt_id,label,predicted," + ",".join(f"p_{label}" for label in labels)]
     for clip, p in zip(clips, probs, strict=True):
         values = ",".join(f"{x:.5f}" for x in p)
-        lines.append(f"{clip.utt_id},{labels[clip.label]},{labels[int(p.argmax())]},{values}")
+        label = labels[clip.label] if clip.label != NO_LABEL else ""
+        lines.append(f"{clip.utt_id},{label},{labels[int(p.argmax())]},{values}")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,8 @@ from student.model import EmoDistillStudent, build_classifier, build_feature_ext
 
 from .config import RunConfig
 from .data import Batch, BucketedBatchSampler, Clip, ClipDataset, Collator, eval_batches
-from .distill_loss import EmoDistillLoss, LossTerms
+from .dimension_loss import DimensionLoss
+from .distill_loss import EmoDistillLoss
 from .distributed import DistContext
 from .metrics import Scores, score
 from .trainer_state import TrainerState
@@ -48,6 +49,18 @@ class TeacherTargets:
 
     logits: dict[str, torch.Tensor]  # teacher -> [N, C]
     embeddings: dict[str, torch.Tensor]  # teacher -> [N, D_teacher]
+    dimensions: dict[str, torch.Tensor] = field(default_factory=dict)  # teacher -> [N, 3]
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """One batch's loss: `total` to back-propagate, every term as a float for the logs."""
+
+    total: torch.Tensor
+    parts: dict[str, float]
+
+    def as_floats(self) -> dict[str, float]:
+        return {**self.parts, "total": float(self.total.detach())}
 
 
 @dataclass
@@ -101,11 +114,16 @@ class StudentTrainer:
         head_dims = {t: emb.shape[1] for t, emb in self.targets.embeddings.items()}
         if self.run.loss.beta == 0:
             head_dims = {}  # no embedding KD: heads would receive no gradient
+        # The dimensional head exists when asked for and the corpus has ratings to learn.
+        self.dimensional = self.run.loss.dimensions.enabled and any(
+            c.dimensions is not None for c in self.train_clips
+        )
         torch.manual_seed(o.seed)  # identical initial weights on every rank
         self.model = EmoDistillStudent(
             build_classifier(self.run.student, self.labels),
             build_feature_extractor(self.run.student),
             head_dims,
+            self.dimensional,
         )
         self.model.to(ctx.device)
         self.ddp: DistributedDataParallel | None = None  # the model's DDP wrapper, if any
@@ -118,6 +136,12 @@ class StudentTrainer:
             )
         self.step_model: torch.nn.Module = self.ddp if self.ddp is not None else self.model
         self.loss_fn = EmoDistillLoss(self.run.loss)
+        loss = self.run.loss
+        self.dimension_loss = DimensionLoss(
+            loss.dimensions,
+            loss.use_linguistic and "linguistic" in self.targets.dimensions,
+            loss.use_prosodic and "prosodic" in self.targets.dimensions,
+        )
         decay: list[torch.nn.Parameter] = []
         no_decay: list[torch.nn.Parameter] = []
         for p in self.model.parameters():
@@ -161,7 +185,7 @@ class StudentTrainer:
         return max(0.0, 1.0 - progress)
 
     # --- one step ---------------------------------------------------------------------------
-    def _loss_step(self, batch: Batch) -> LossTerms:
+    def _loss_step(self, batch: Batch) -> StepTerms:
         device = self.ctx.device
         with self.autocast:
             out = self.step_model(batch.input_values.to(device), batch.attention_mask.to(device))
@@ -173,7 +197,14 @@ class StudentTrainer:
             {t: v.float() for t, v in out.projected.items()},
             {t: v[idx].to(device) for t, v in self.targets.embeddings.items()},
         )
-        return terms
+        if out.dimensions is None:
+            return StepTerms(terms.total, terms.as_floats())
+        dims = self.dimension_loss(
+            out.dimensions.float(),
+            batch.ratings.to(device),
+            {t: v[idx].to(device) for t, v in self.targets.dimensions.items()},
+        )
+        return StepTerms(terms.total + dims.total, {**terms.as_floats(), **dims.as_floats()})
 
     def _grad_sync(self, last_micro_batch: bool) -> AbstractContextManager[object]:
         """DDP all-reduces gradients on the last micro-batch of a global batch only."""
@@ -188,7 +219,7 @@ class StudentTrainer:
             self._load_state()
         o, s, ctx = self.optim, self.state, self.ctx
         writer = self._writer()
-        collate = Collator([c.label for c in self.train_clips])
+        collate = Collator.of(self.train_clips)
         bar = tqdm(
             total=self.total_steps,
             initial=s.step,
@@ -348,6 +379,38 @@ class StudentTrainer:
 
 
 @torch.no_grad()
+def predict_student(
+    model: EmoDistillStudent,
+    clips: list[Clip],
+    n_labels: int,
+    device: torch.device,
+    max_batch_audio_s: float,
+    autocast: AbstractContextManager[object] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits [N, C] and dimensions [N, 3] (None without the head), float32, of `model` on
+    whole (uncropped) clips. Logits, not probabilities: calibration fits its temperature on
+    them and the runtime divides them."""
+    model.eval()
+    dataset = ClipDataset(clips)
+    collate = Collator.of(clips)
+    logits = np.zeros((len(clips), n_labels), dtype=np.float32)
+    dims = np.zeros((len(clips), 3), dtype=np.float32)
+    for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
+        batch = collate([dataset[i] for i in indices])
+        with autocast or contextlib.nullcontext():
+            out = model(batch.input_values.to(device), batch.attention_mask.to(device))
+        logits[indices] = out.logits.float().cpu().numpy()
+        if out.dimensions is not None:
+            dims[indices] = out.dimensions.float().cpu().numpy()
+    return logits, dims if model.dimension_head is not None else None
+
+
+def score_clips(clips: list[Clip], logits: np.ndarray, labels: list[str]) -> Scores:
+    """WA, UA and confusion over the clips that have a label."""
+    labelled = [i for i, c in enumerate(clips) if c.label >= 0]
+    return score([clips[i].label for i in labelled], logits[labelled].argmax(1).tolist(), labels)
+
+
 def evaluate_student(
     model: EmoDistillStudent,
     clips: list[Clip],
@@ -356,15 +419,6 @@ def evaluate_student(
     max_batch_audio_s: float,
     autocast: AbstractContextManager[object] | None = None,
 ) -> tuple[Scores, np.ndarray]:
-    """Scores and logits [N, C] (float32) of `model` on whole (uncropped) clips. Logits, not
-    probabilities: calibration fits its temperature on them and the runtime divides them."""
-    model.eval()
-    dataset = ClipDataset(clips)
-    collate = Collator([c.label for c in clips])
-    logits = np.zeros((len(clips), len(labels)), dtype=np.float32)
-    for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
-        batch = collate([dataset[i] for i in indices])
-        with autocast or contextlib.nullcontext():
-            out = model(batch.input_values.to(device), batch.attention_mask.to(device))
-        logits[indices] = out.logits.float().cpu().numpy()
-    return score([c.label for c in clips], logits.argmax(1).tolist(), labels), logits
+    """Scores and logits [N, C] (float32) of `model` on whole (uncropped) clips."""
+    logits, _ = predict_student(model, clips, len(labels), device, max_batch_audio_s, autocast)
+    return score_clips(clips, logits, labels), logits

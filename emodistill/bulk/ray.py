@@ -150,7 +150,8 @@ class _Scorer:
         import emodistill
 
         self.recognizer = emodistill.load(bundle, device, int8, **options)
-        self.schema = arrow_schema(columns(self.recognizer.labels))
+        rec = self.recognizer
+        self.schema = arrow_schema(columns(rec.labels, rec.dimensions))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
@@ -244,7 +245,7 @@ def score_files_ray(
     options = options or RayOptions()
     bundle = os.path.abspath(bundle)  # the actors' working folder is not this one
     metadata = read_metadata(Path(bundle))  # the actors check the checksums when they load it
-    names = columns(metadata.labels)
+    names = columns(metadata.labels, metadata.dimension_names)
     parts = _Parts(output)
     done = parts.prepare(names, options.resume)
     before = set(parts.list())

@@ -108,7 +108,7 @@ def _answers(recognizer: Recognizer, decoded: list[Decoded]) -> list[dict[str, A
 
 def score_chunk(recognizer: Recognizer, chunk: Sequence[Decoded]) -> list[list[Row]]:
     """Each file's rows (the file row first), in the chunk's order."""
-    labels = recognizer.labels
+    labels, dimensions = recognizer.labels, recognizer.dimensions
     scored = [d for d in chunk if d.samples is not None]
     answers = _answers(recognizer, scored) if scored else []
     by_path = dict(zip((d.path for d in scored), answers, strict=True))
@@ -116,9 +116,9 @@ def score_chunk(recognizer: Recognizer, chunk: Sequence[Decoded]) -> list[list[R
     for d in chunk:
         answer = by_path.get(d.path, d.error or "")
         if isinstance(answer, str):
-            groups.append([error_row(d.path, answer, labels)])
+            groups.append([error_row(d.path, answer, labels, dimensions)])
         else:
-            groups.append(answer_rows(d.path, answer, d.duration_s, labels))
+            groups.append(answer_rows(d.path, answer, d.duration_s, labels, dimensions))
     return groups
 
 
@@ -129,7 +129,7 @@ def score_files(
     start = time.perf_counter()
     options = options or BulkOptions()
     check_format(output)
-    names = columns(recognizer.labels)
+    names = columns(recognizer.labels, recognizer.dimensions)
     journal, done = prepare(output, names, options.resume)
     # The output and its journal may lie in a folder being scored: they are not inputs.
     own = {os.path.abspath(f) for f in (output, journal.path, partial_path(output))}

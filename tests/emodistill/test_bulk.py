@@ -266,3 +266,32 @@ def test_resume_after_sigkill_scores_each_file_once(bundle, rec, tmp_path):
     score_files(rec, paths, uninterrupted, options)
     assert sorted(rows, key=lambda r: r["path"]) == list(read_rows(uninterrupted))
     assert not Journal(out).path.exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_bundle_with_dimensions_gets_their_columns(bundle_with_dimensions, corpus, tmp_path, fmt):
+    """arousal, valence, dominance after the probabilities, per file and per segment, equal to
+    the Python API's answer; a bundle without them has no such columns (the other tests)."""
+    with_dims = emodistill.load(bundle_with_dimensions, device="cpu")
+    names = ["arousal", "valence", "dominance"]
+    assert with_dims.dimensions == names
+    out = tmp_path / f"out.{fmt}"
+    paths = [str(corpus["short1"]), str(corpus["long"]), str(corpus["text"])]
+    score_files(with_dims, paths, out, BulkOptions(progress=False))
+    assert output_columns(out) == columns(with_dims.labels, names)
+    assert output_columns(out)[-4:] == [*names, "error"]
+    groups = by_file(list(read_rows(out)))
+    for path in paths[:2]:
+        file_row, *segments = groups[path]
+        answer = with_dims.predict(path).model_dump()
+        for name in names:
+            assert file_row[name] == pytest.approx(answer["dimensions"][name], abs=1e-5)
+        for row, seg in zip(segments, answer["segments"] or [], strict=True):
+            assert row["arousal"] == pytest.approx(seg["dimensions"]["arousal"], abs=1e-5)
+    assert len(groups[paths[1]]) > 1  # the long file has its segments
+    error_row = groups[paths[2]][0]
+    assert error_row["error"] and all(error_row[n] is None for n in names)
+
+
+def test_a_bundle_without_dimensions_has_no_such_columns(rec):
+    assert rec.dimensions == [] and "arousal" not in columns(rec.labels, rec.dimensions)

@@ -16,6 +16,8 @@ import emodistill
 from emodistill.audio import pad_batch
 from emodistill.bundle import (
     ATTENTION_MASK,
+    DIMENSION_NAMES,
+    DIMENSIONS,
     INPUT_VALUES,
     LOGITS,
     METADATA,
@@ -54,10 +56,15 @@ FAST = ExportOptions(reference_clips=12, invariance_clips=12, agreement_clips=20
 
 
 def write_checkpoint(
-    folder: Path, norm: str, encoder: str = "hubert", do_normalize: bool | None = None
+    folder: Path,
+    norm: str,
+    encoder: str = "hubert",
+    do_normalize: bool | None = None,
+    dimensions: bool = False,
 ) -> Path:
     """A tiny random student; logits spread out so argmax ties are rare, as in a trained one.
-    do_normalize: by default on for layer-norm students (as HuBERT-large), off for group-norm."""
+    do_normalize: by default on for layer-norm students (as HuBERT-large), off for group-norm.
+    dimensions: with a dimensional head, its outputs spread over (0, 1)."""
     torch.manual_seed(0)
     config = StudentConfig(
         pretrained=None,
@@ -69,32 +76,42 @@ def write_checkpoint(
     model = build_classifier(config, LABELS)
     with torch.no_grad():
         model.classifier.weight.mul_(20.0)
-    EmoDistillStudent(model, build_feature_extractor(config), {}).save(folder)
+    student = EmoDistillStudent(model, build_feature_extractor(config), {}, dimensions)
+    if student.dimension_head is not None:
+        with torch.no_grad():
+            student.dimension_head.linear.weight.mul_(20.0)
+    student.save(folder)
     (folder / "training_metrics.json").write_text(json.dumps({"test": {"ua": 0.5}}))
     return folder
 
 
-# (encoder, first-layer norm, do_normalize): HuBERT-base and -large as published, wav2vec 2.0
-# base (group norm on normalised input: the case an fp16 graph got wrong), WavLM large.
+# (encoder, first-layer norm, do_normalize, dimensional head): HuBERT-base and -large as
+# published, wav2vec 2.0 base (group norm on normalised input: the case an fp16 graph got
+# wrong), WavLM large; two with the second output, `dimensions`.
 STUDENTS = [
-    ("hubert", "group", False),
-    ("hubert", "layer", True),
-    ("wav2vec2", "group", True),
-    ("wavlm", "layer", True),
+    ("hubert", "group", False, True),
+    ("hubert", "layer", True, False),
+    ("wav2vec2", "group", True, False),
+    ("wavlm", "layer", True, True),
 ]
+IDS = ["-".join(map(str, s[:3])) + ("-dimensions" if s[3] else "") for s in STUDENTS]
 
 
-@pytest.fixture(scope="module", params=STUDENTS, ids=lambda s: "-".join(map(str, s)))
+@pytest.fixture(scope="module", params=STUDENTS, ids=IDS)
 def exported(request, tmp_path_factory) -> tuple[Path, Path, dict]:
-    encoder, norm, do_normalize = request.param
+    encoder, norm, do_normalize, dimensions = request.param
     root = tmp_path_factory.mktemp(f"export_{encoder}_{norm}")
-    checkpoint = write_checkpoint(root / "checkpoint", norm, encoder, do_normalize)
+    checkpoint = write_checkpoint(root / "checkpoint", norm, encoder, do_normalize, dimensions)
     metadata = export_bundle(checkpoint, root / "bundle", FAST)
     return checkpoint, root / "bundle", metadata.parity
 
 
+def has_dimensions(bundle: Path) -> bool:
+    return load_bundle(bundle).dimensions is not None
+
+
 def test_parity_figures_are_within_the_contract(exported):
-    _, _, figures = exported
+    _, bundle, figures = exported
     assert figures["fp32_vs_pytorch"]["max_abs_logit"] <= 1e-4
     assert figures["fp32_batched_vs_alone"]["max_abs_probability"] <= 1e-4
     assert figures["fp16_batched_vs_alone"]["max_abs_probability"] <= 5e-3
@@ -102,6 +119,41 @@ def test_parity_figures_are_within_the_contract(exported):
     assert figures["fp16_vs_fp32"]["argmax_agreement"] >= 0.995
     assert figures["fp16_vs_fp32"]["max_abs_probability"] <= 1e-2
     assert "argmax_agreement" in figures["int8_vs_fp32"] and "kept" in figures["int8_vs_fp32"]
+    # Every check on the logits covers the dimensions too, on their own (0, 1) scale.
+    dims = [f.get("max_abs_dimension") for f in figures.values() if isinstance(f, dict)]
+    if not has_dimensions(bundle):
+        assert dims.count(None) == len(dims)
+        return
+    assert figures["fp32_vs_pytorch"]["max_abs_dimension"] <= 1e-4
+    assert figures["fp32_batched_vs_alone"]["max_abs_dimension"] <= 1e-4
+    assert figures["fp16_batched_vs_alone"]["max_abs_dimension"] <= 5e-3
+    assert figures["fp16_vs_fp32"]["max_abs_dimension"] <= 1e-2
+    assert "max_abs_dimension" in figures["int8_vs_fp32"]
+
+
+def test_the_dimensions_output_is_the_students_own_batched_or_alone(exported):
+    """ONNX == PyTorch (the training forward, EmoDistillStudent) and batched == alone, on the
+    dimensions: 1e-4 (fp32)."""
+    checkpoint, bundle, _ = exported
+    if not has_dimensions(bundle):
+        pytest.skip("a student without a dimensional head")
+    clips = probe_clips(5, 0.5, 6.0, 16_000, seed=9)
+    student = EmoDistillStudent.load(checkpoint).eval()
+    session = make_session(bundle / MODEL_FP32)
+    values, mask = pad_batch(clips)
+    names = [o.name for o in session.get_outputs()]
+    assert names == [LOGITS, DIMENSIONS]
+    _, dims = session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
+    assert dims.shape == (5, 3) and ((dims > 0) & (dims < 1)).all()
+    assert dims.std(axis=0).min() > 1e-3  # spread: a constant would pass any equality
+    with torch.no_grad():
+        theirs = student(torch.from_numpy(values), torch.from_numpy(mask)).dimensions
+    assert theirs is not None
+    np.testing.assert_allclose(dims, theirs.numpy(), atol=1e-4, rtol=0)
+    for i, clip in enumerate(clips):
+        one_values, one_mask = pad_batch([clip])
+        alone = session.run(None, {INPUT_VALUES: one_values, ATTENTION_MASK: one_mask})[1]
+        np.testing.assert_allclose(alone[0], dims[i], atol=1e-4, rtol=0)
 
 
 def test_the_naive_export_changes_answers_with_the_batch(exported):
@@ -118,7 +170,16 @@ def test_bundle_holds_the_contract(exported):
     metadata = load_bundle(bundle)
     assert metadata.labels == LABELS and metadata.sample_rate_hz == 16_000
     assert [t.name for t in metadata.inputs] == [INPUT_VALUES, ATTENTION_MASK]
-    assert [t.name for t in metadata.outputs] == [LOGITS] and metadata.outputs[0].shape[1] == 4
+    assert metadata.bundle_version == 3
+    assert metadata.outputs[0].name == LOGITS and metadata.outputs[0].shape[1] == 4
+    if (checkpoint / "dimension_head.pt").is_file():
+        assert [t.name for t in metadata.outputs] == [LOGITS, DIMENSIONS]
+        assert metadata.outputs[1].shape == ["batch", 3]
+        assert metadata.dimensions is not None
+        assert metadata.dimension_names == list(DIMENSION_NAMES)
+        assert metadata.dimensions.scale == (0.0, 1.0)
+    else:
+        assert [t.name for t in metadata.outputs] == [LOGITS] and metadata.dimensions is None
     assert {MODEL_FP32, MODEL_FP16, "config.json", "preprocessor_config.json"} <= set(
         metadata.files
     )
@@ -192,6 +253,7 @@ def test_triton_repository(exported, tmp_path):
     assert 'platform: "onnxruntime_onnx"' in config and "dynamic_batching" in config
     assert f'name: "{INPUT_VALUES}"' in config and f'name: "{ATTENTION_MASK}"' in config
     assert "dims: [ 4 ]" in config and "KIND_GPU" in config
+    assert (f'name: "{DIMENSIONS}"' in config) == has_dimensions(bundle)
     assert (model / "1" / "model.onnx").read_bytes() == (bundle / MODEL_FP16).read_bytes()
     assert (model / "labels.txt").read_text().split() == LABELS
 
@@ -223,7 +285,8 @@ def test_a_version_1_bundle_still_answers_the_same(exported, tmp_path):
     model, _ = load_classifier(checkpoint)
     onnx_graph.export_fp32(model, old / MODEL_FP32, 16_000, normalize=False)
     data = json.loads((old / METADATA).read_text())
-    del data["normalized_in_graph"]
+    del data["normalized_in_graph"], data["dimensions"]
+    data["outputs"] = data["outputs"][:1]
     data["bundle_version"] = 1
     data["files"][MODEL_FP32] = sha256_of(old / MODEL_FP32)
     (old / METADATA).write_text(json.dumps(data))

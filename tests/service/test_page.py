@@ -270,6 +270,64 @@ def test_the_whole_answer_contract_is_shown(page, tmp_path):
     page.screenshot(path=str(tmp_path / "page_contract.png"), full_page=True)
 
 
+def _with_dimensions(answer: dict) -> dict:
+    """FULL_ANSWER as a bundle with dimensions answers it: per segment and for the clip."""
+    rated = [(0.2, 0.2, 0.3), (0.5, 0.5, 0.5), (0.9, 0.1, 0.8)]  # sad, neutral, angry
+    segments = [
+        {**s, "dimensions": dict(zip(("arousal", "valence", "dominance"), d, strict=True))}
+        for s, d in zip(answer["segments"], rated, strict=True)
+    ]
+    card = {
+        "names": ["arousal", "valence", "dominance"],
+        "scale": [0.0, 1.0],
+        "trained": {
+            "targets": "IEMOCAP ratings",
+            "utterances": 10,
+            "test_ccc": {"arousal": 0.61, "valence": 0.42, "dominance": 0.5},
+        },
+    }
+    return {
+        **answer,
+        "dimensions": {"arousal": 0.55, "valence": 0.25, "dominance": 0.6},
+        "segments": segments,
+        "model": {**answer["model"], "dimensions": card},
+    }
+
+
+def test_dimensions_are_drawn_on_the_plane_as_bars_and_along_the_timeline(page, tmp_path):
+    page.route("**/predict", lambda route: route.fulfill(json=_with_dimensions(FULL_ANSWER)))
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(wav_bytes(12.0))
+    page.set_input_files("#file", str(clip))
+    answer_bars(page)
+    assert page.is_visible("#dims") and page.is_visible("#curves")
+    # The clip's point: valence 0.25 across, arousal 0.55 up (8 + 84 v, 92 - 84 a).
+    point = page.query_selector("#clip-point")
+    assert float(point.get_attribute("cx")) == pytest.approx(8 + 84 * 0.25)
+    assert float(point.get_attribute("cy")) == pytest.approx(92 - 84 * 0.55)
+    assert len(page.query_selector_all("#plane .segment-point")) == 3
+    bars = {
+        b.get_attribute("data-dimension"): b.query_selector_all("span")[-1].inner_text()
+        for b in page.query_selector_all("#dim-bars .bar")
+    }
+    assert bars == {"arousal": "0.55", "valence": "0.25", "dominance": "0.60"}
+    assert len(page.query_selector_all("#curves polyline")) == 3
+    heads = [h.inner_text() for h in page.query_selector_all("#segments th")]
+    assert heads[-3:] == ["arousal", "valence", "dominance"]
+    assert "held-out CCC arousal 0.61, valence 0.42" in page.inner_text("#model")
+    page.screenshot(path=str(tmp_path / "page_dimensions.png"), full_page=True)
+
+
+def test_an_answer_without_dimensions_draws_none(page, tmp_path):
+    page.route("**/predict", lambda route: route.fulfill(json=FULL_ANSWER))
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(wav_bytes(12.0))
+    page.set_input_files("#file", str(clip))
+    answer_bars(page)
+    assert page.is_hidden("#dims") and page.is_hidden("#curves")
+    assert "arousal" not in page.inner_text("#segments")
+
+
 @pytest.mark.parametrize(
     ("model", "expected"),
     [

@@ -89,6 +89,17 @@ def test_run_writes_fold_metrics_checkpoint_and_report(config_file: Path, capsys
     assert card["trained_on"]["corpus"] == "synthetic (espeak-ng)"
     assert card["trained_on"]["speakers"] == 7 and card["trained_on"]["test_speakers"] == ["S01F"]
     assert "does not recognise emotion in real voices" in card["note"]
+    # The synthetic corpus is rated: every model predicts arousal, valence and dominance.
+    dimensions = metrics["dimensions"]
+    assert set(dimensions) == {"student", "linguistic_teacher", "prosodic_teacher"}
+    for ccc in dimensions.values():
+        assert list(ccc) == ["arousal", "valence", "dominance"]
+        assert all(-1.0 <= v <= 1.0 for v in ccc.values())
+    assert "## Arousal, valence, dominance (CCC" in report
+    assert (run_dir / "fold_0" / "student" / "checkpoint" / "dimension_head.pt").is_file()
+    assert card["dimensions"]["test_ccc"] == dimensions["student"]
+    assert "not ratings" in card["dimensions"]["targets"]
+    assert card["dimensions"]["utterances"] == 56  # 7 speakers × 8, all rated
 
 
 def test_ablation_and_sweep_reuse_the_teachers(config_file: Path, monkeypatch):
@@ -98,7 +109,8 @@ def test_ablation_and_sweep_reuse_the_teachers(config_file: Path, monkeypatch):
         raise AssertionError("a variant trained a teacher again")
 
     monkeypatch.setattr(fit, "AdamW", no_teacher_training)
-    main(["ablate", "--config", str(config_file), "--variants", "full,ce_only", "--quiet"])
+    variants = "full,ce_only,no_dimensions"
+    main(["ablate", "--config", str(config_file), "--variants", variants, "--quiet"])
     main(["sweep-tau", "--config", str(config_file), "--taus", "2", "--quiet"])
 
     run_dir = Path(yaml.safe_load(config_file.read_text())["out_dir"]) / "small"
@@ -107,6 +119,10 @@ def test_ablation_and_sweep_reuse_the_teachers(config_file: Path, monkeypatch):
     assert "not run" in table  # the variants we skipped
     ce_only = json.loads((run_dir / "ablation" / "ce_only" / "fold_0" / "metrics.json").read_text())
     assert ce_only["models"]["student"]["labels"] == ["neutral", "angry", "sad", "happy"]
+    assert "w/o the dimensional task" in table  # our row beyond the poster's
+    plain = run_dir / "ablation" / "no_dimensions" / "fold_0"
+    assert "student" not in json.loads((plain / "metrics.json").read_text())["dimensions"]
+    assert not (plain / "student" / "checkpoint" / "dimension_head.pt").exists()
     assert (run_dir / "tau_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 2 |" in (run_dir / "tau_sweep.md").read_text()
     assert (run_dir / "sweep" / "prosodic_tau_2" / "variant.yaml").is_file()

@@ -1,6 +1,7 @@
 """IEMOCAP -> manifest, by the field's 4-class protocol (neutral, angry, sad, happy + excited).
 
-Reads `SessionN/dialog/EmoEvaluation/*.txt` (top level only) for labels,
+Reads `SessionN/dialog/EmoEvaluation/*.txt` (top level only) for labels and the consensus
+ratings `[V, A, D]` (valence, activation = arousal, dominance; 1-5, scaled to [0, 1]),
 `SessionN/dialog/transcriptions/*.txt` for text and `SessionN/sentences/wav/<dialog>/` for
 audio. Knows nothing of folds or features.
 """
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from emodistill.audio import duration_s
 
-from .manifest import Utterance
-from .reading import FOUR_CLASSES, NotTheCorpusError, to_unit
+from .manifest import RatingOrigin, Utterance, to_unit
+from .reading import FOUR_CLASSES, NotTheCorpusError
 
 # Label order of the model's outputs for IEMOCAP (and the synthetic corpus that mirrors it).
 FOUR_CLASS_LABELS = FOUR_CLASSES
@@ -24,11 +25,11 @@ LABEL_MAP = {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy", "ex
 SESSIONS = tuple(f"Session{i}" for i in range(1, 6))
 # The summary line's [V, A, D]: annotators' mean ratings on 1-5, valence first.
 RATING_SCALE = (1.0, 5.0)
-DIMENSIONS_RECORD = {
-    "columns": {"valence": "[V, A, D][0]", "arousal": "[V, A, D][1]", "dominance": "[V, A, D][2]"},
-    "original_scale": list(RATING_SCALE),
-    "stored_as": "(rating - 1) / 4, in [0, 1]",
-}
+RATING_ORIGIN = RatingOrigin(
+    source="IEMOCAP consensus ratings [V, A, D] (EmoEvaluation summary lines), 1-5",
+    original_scale=RATING_SCALE,
+    columns={"valence": "[V, A, D][0]", "arousal": "[V, A, D][1]", "dominance": "[V, A, D][2]"},
+)
 
 # `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`
 _SUMMARY_LINE = re.compile(

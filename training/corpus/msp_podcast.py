@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .manifest import Utterance
+from .manifest import RatingOrigin, Utterance
 from .reading import CORPUS_TITLES, Classes, CorpusReading, NotTheCorpusError, scaled, speaker_id
 
 MSP_EMOTIONS = {
@@ -46,11 +46,11 @@ def read_msp_podcast(root: Path, classes: Classes) -> CorpusReading:
             f"{LABELS_CSV.as_posix()} ({', '.join(COLUMNS)})"
         )
     reading = CorpusReading(CORPUS_TITLES["msp-podcast"], classes, protocols=("official",))
-    reading.dimensions = {
-        "columns": {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"},
-        "original_scale": list(RATING_SCALE),
-        "stored_as": "(rating - 1) / 6, in [0, 1]",
-    }
+    reading.dimensions = RatingOrigin(
+        source="MSP-Podcast consensus ratings (labels_consensus.csv EmoAct, EmoVal, EmoDom), 1-7",
+        original_scale=RATING_SCALE,
+        columns={"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"},
+    )
     no_text = 0
     with labels_csv.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)

@@ -6,7 +6,7 @@ writes the folds files beside them. Corpora read from their folder (`CORPUS_READ
 whole, and transcribed where asked, before anything is written: a root that is not the corpus,
 or an interrupted run, leaves the prepared folder as it was. Beside the manifest they leave
 `prepare_report.json` (rows kept, dropped by reason) and, where the corpus rates arousal,
-valence and dominance, `dimensions.json` (the original scale). The CLI's `prepare` and a
+valence and dominance, `dimensions.json` (whose ratings, from what scale). The CLI's `prepare` and a
 training run both call it, so a prepared folder looks the same whichever made it.
 Knows nothing of features, models or runs.
 """
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
+
+from emodistill.bundle import DIMENSION_NAMES
 
 from ..config import CorpusConfig, CorpusKind
 from ..folds import PROTOCOLS, folds_path, write_all_folds
@@ -25,10 +27,11 @@ from ..folds import Protocol as FoldProtocol
 from .acted import read_cremad, read_emodb, read_ravdess
 from .esd import read_esd
 from .folders import SpeakerPatternError, read_folders
-from .iemocap import DIMENSIONS_RECORD, FOUR_CLASS_LABELS, prepare_iemocap
+from .iemocap import FOUR_CLASS_LABELS, RATING_ORIGIN, prepare_iemocap
 from .manifest import (
     MANIFEST_FILE,
     ManifestError,
+    RatingOrigin,
     Utterance,
     label_counts,
     read_labels,
@@ -43,7 +46,6 @@ from .synthetic import EspeakMissingError, build_corpus, read_meta
 
 Log = Callable[[str], object]  # print, or a test's list.append
 REPORT_FILE = "prepare_report.json"
-DIMENSIONS_FILE = "dimensions.json"
 
 # What a preparer raises for a bad source; the CLI turns these into one-line errors.
 PREPARE_ERRORS: tuple[type[Exception], ...] = (
@@ -98,16 +100,11 @@ def write_prepared(
     rows: list[Utterance],
     labels: Sequence[str],
     record: dict[str, object],
-    dimensions: Mapping[str, object] | None,
+    ratings: RatingOrigin | None,
 ) -> None:
     """The prepared folder's files, written together once everything is read."""
-    write_manifest(rows, out, labels)
+    write_manifest(rows, out, labels, ratings)  # and dimensions.json where rows are rated
     (out / REPORT_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    dims = out / DIMENSIONS_FILE
-    if dimensions is not None:
-        dims.write_text(json.dumps(dimensions, indent=2) + "\n")
-    elif dims.exists():
-        dims.unlink()  # from an earlier preparation of another corpus
 
 
 def _prepare_read(config: CorpusConfig, progress: bool, log: Log) -> Sequence[FoldProtocol]:
@@ -144,16 +141,22 @@ def _prepare_iemocap(config: CorpusConfig, progress: bool, log: Log) -> None:
         "dropped": {k: v for k, v in sorted(dropped.items()) if v},
         "dropped_items": {"audio file missing": report.missing_wavs},
     }
-    write_prepared(config.prepared_dir, report.rows, FOUR_CLASS_LABELS, record, DIMENSIONS_RECORD)
+    write_prepared(config.prepared_dir, report.rows, FOUR_CLASS_LABELS, record, RATING_ORIGIN)
 
 
 def _prepare_manifest(config: CorpusConfig, progress: bool, log: Log) -> None:
     if config.csv is None:  # CorpusConfig's validator makes this unreachable from YAML
         raise ValueError("corpus.kind=manifest needs corpus.csv")
-    rows, labels = validate_user_csv(config.csv)
+    rows, labels = validate_user_csv(config.csv, dimension_range=config.dimension_range)
     log(f"{len(rows)} utterances, {len({r.speaker for r in rows})} speakers")
     log(_per_class(rows))
-    write_manifest(_transcribed(rows, config, progress, log), config.prepared_dir, labels)
+    low, high = config.dimension_range
+    ratings = RatingOrigin(
+        source=f"{config.csv.name}'s arousal, valence, dominance columns, {low:g}-{high:g}",
+        original_scale=config.dimension_range,
+        columns={name: name for name in DIMENSION_NAMES},
+    )
+    write_manifest(_transcribed(rows, config, progress, log), config.prepared_dir, labels, ratings)
 
 
 def _prepare_synthetic(config: CorpusConfig, progress: bool, log: Log) -> None:

@@ -21,7 +21,7 @@ from emodistill.audio import duration_s
 from emodistill.errors import AudioError
 
 from ..folds import Protocol
-from .manifest import Utterance
+from .manifest import RatingOrigin, Utterance, to_unit
 
 Classes = Literal[4, "all"]
 # The paper's 4 classes, in the model's output order (IEMOCAP's, the synthetic corpus's).
@@ -105,8 +105,8 @@ class CorpusReading:
     notes: list[str] = field(default_factory=list)
     # Protocols this corpus supports, in preference order (the first is the corpus's own).
     protocols: tuple[Protocol, ...] = ("speaker_groups", "speaker")
-    # Where the rows carry arousal/valence/dominance: the original scale, for dimensions.json.
-    dimensions: dict[str, object] | None = None
+    # Where the rows carry arousal/valence/dominance: whose and from what scale (dimensions.json).
+    dimensions: RatingOrigin | None = None
 
     def drop(self, reason: str, item: str) -> None:
         self.dropped[reason] += 1
@@ -192,12 +192,6 @@ def find_files(
             continue
         found.append(path)
     return found
-
-
-def to_unit(rating: float, scale: tuple[float, float]) -> float:
-    """A rating on scale (low, high) -> [0, 1], clipped (a few ratings sit just outside)."""
-    low, high = scale
-    return min(max((rating - low) / (high - low), 0.0), 1.0)
 
 
 def scaled(value: str, scale: tuple[float, float]) -> float | None:

@@ -10,6 +10,12 @@ Neutral utterances have neutral words and neutral prosody. So a text-only or a p
 model tops out near 75 % accuracy: only a model that uses both channels can do better.
 Speakers are distinct espeak voices with their own pitch and rate, two per session
 (one female, one male variant), so speaker-independent folds mean something.
+
+Dimension targets (arousal, valence, dominance in [0, 1]) are not ratings of anyone: each
+emotion has a plausible place (`EMOTION_DIMENSIONS`), and an utterance's arousal is that of
+the emotion its VOICE acts, its valence that of its WORDS, its dominance their mean. So, as in
+real speech, text tells valence and acoustics tell arousal, and the dimensional distillation
+has a teacher that knows each best.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from tqdm import tqdm
 from emodistill.audio import SAMPLE_RATE_HZ, load_audio, write_wav
 
 from .iemocap import FOUR_CLASS_LABELS
-from .manifest import Utterance, write_manifest
+from .manifest import RatingOrigin, Utterance, write_manifest
 from .synthetic_text import EMOTIONAL, NEUTRAL, THING, TIME, WHO
 
 MODES = ("both", "words", "prosody")
@@ -70,6 +76,20 @@ EMOTION_PROSODY = {
     "happy": Prosody(pitch_pct=40, range_pct=120, rate_pct=10, volume_pct=25),
     "sad": Prosody(pitch_pct=-30, range_pct=-60, rate_pct=-30, volume_pct=-45),
 }
+
+
+# Plausible (arousal, valence, dominance) of each acted emotion on [0, 1], after where the
+# circumplex model of affect places the categories: a demo's targets, not measured ratings.
+EMOTION_DIMENSIONS = {
+    "neutral": (0.50, 0.50, 0.50),
+    "angry": (0.85, 0.15, 0.80),
+    "happy": (0.75, 0.85, 0.65),
+    "sad": (0.20, 0.20, 0.25),
+}
+DIMENSION_TARGETS = RatingOrigin(
+    source="synthetic targets, not ratings: arousal of the emotion the voice acts, valence of "
+    "the emotion the words carry, dominance their mean (training/corpus/synthetic.py)"
+)
 
 
 class SyntheticConfig(BaseModel):
@@ -167,8 +187,7 @@ def plan_corpus(config: SyntheticConfig) -> list[PlannedUtterance]:
             rng.shuffle(modes[emotion])
         for i, label in enumerate(labels):
             mode = "both" if label == "neutral" else modes[label].pop()
-            words = label if mode in ("both", "words") else "neutral"
-            voice = label if mode in ("both", "prosody") else "neutral"
+            words, voice = channels(label, mode)
             template = rng.choice(EMOTIONAL[words] if words != "neutral" else NEUTRAL)
             plan.append(
                 PlannedUtterance(
@@ -183,6 +202,22 @@ def plan_corpus(config: SyntheticConfig) -> list[PlannedUtterance]:
                 )
             )
     return plan
+
+
+def channels(label: str, mode: str) -> tuple[str, str]:
+    """(the emotion of the words, the emotion of the voice) of a `label` carried by `mode`."""
+    words = label if mode in ("both", "words") else "neutral"
+    voice = label if mode in ("both", "prosody") else "neutral"
+    return words, voice
+
+
+def dimension_targets(item: PlannedUtterance) -> tuple[float, float, float]:
+    """(arousal, valence, dominance): see the module docstring."""
+    words, voice = channels(item.label, item.mode)
+    arousal = EMOTION_DIMENSIONS[voice][0]
+    valence = EMOTION_DIMENSIONS[words][1]
+    dominance = (EMOTION_DIMENSIONS[voice][2] + EMOTION_DIMENSIONS[words][2]) / 2
+    return arousal, valence, dominance
 
 
 def synthesize(item: PlannedUtterance, espeak: str) -> np.ndarray:
@@ -211,6 +246,7 @@ def build_corpus(config: SyntheticConfig, out_dir: Path, progress: bool = True) 
         wav.parent.mkdir(parents=True, exist_ok=True)
         samples = synthesize(item, espeak)
         write_wav(wav, samples)
+        arousal, valence, dominance = dimension_targets(item)
         return Utterance(
             utt_id=item.utt_id,
             path=str(wav),
@@ -219,6 +255,9 @@ def build_corpus(config: SyntheticConfig, out_dir: Path, progress: bool = True) 
             session=item.speaker.session,
             text=item.text,
             duration_s=len(samples) / SAMPLE_RATE_HZ,
+            arousal=arousal,
+            valence=valence,
+            dominance=dominance,
         )
 
     start = time.perf_counter()
@@ -226,7 +265,7 @@ def build_corpus(config: SyntheticConfig, out_dir: Path, progress: bool = True) 
         rows = list(
             tqdm(pool.map(render, plan), total=len(plan), desc="espeak-ng", disable=not progress)
         )
-    write_manifest(rows, out_dir, FOUR_CLASS_LABELS)
+    write_manifest(rows, out_dir, FOUR_CLASS_LABELS, DIMENSION_TARGETS)
     _write_meta(plan, out_dir / META_FILE)
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True).stdout.strip()
     record = {

@@ -53,7 +53,8 @@ def load_tokenizer(encoder: str) -> PreTrainedTokenizerBase:
 
 
 class LinguisticTeacher(nn.Module):
-    """(input_ids [B, L], attention_mask [B, L]) -> (logits [B, C], z_L [B, H])."""
+    """(input_ids [B, L], attention_mask [B, L]) -> (logits [B, C], z_L [B, H]); with
+    `dimensions`, `dimensions_of(z_L)` -> arousal, valence, dominance [B, 3] in (0, 1)."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class LinguisticTeacher(nn.Module):
         pooling: Literal["mean", "cls"] = "mean",
         dropout: float = 0.1,
         pretrained: bool = True,
+        dimensions: bool = False,
     ):
         """`pretrained=False` builds the architecture only (its weights come from a saved
         state dict), so a fine-tuned teacher reloads without a second copy of the encoder."""
@@ -79,6 +81,13 @@ class LinguisticTeacher(nn.Module):
         self.embedding_dim = int(self.encoder.config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.embedding_dim, n_classes)
+        self.dimension_head = nn.Linear(self.embedding_dim, 3) if dimensions else None
+
+    def dimensions_of(self, embedding: torch.Tensor) -> torch.Tensor:
+        """z_L [B, H] -> [B, 3] in (0, 1) (DIMENSION_NAMES' order), beside the logits."""
+        if self.dimension_head is None:
+            raise ValueError("this teacher was built without a dimensional head")
+        return torch.sigmoid(self.dimension_head(self.dropout(embedding)))
 
     def train(self, mode: bool = True) -> LinguisticTeacher:
         super().train(mode)

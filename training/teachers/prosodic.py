@@ -56,13 +56,15 @@ class BasicBlock(nn.Module):
 
 
 class ProsodicResNet(nn.Module):
-    """LLD image [B, 1, 25, T] -> (logits [B, n_classes], z_P [B, channels[-1]])."""
+    """LLD image [B, 1, 25, T] -> (logits [B, n_classes], z_P [B, channels[-1]]); with
+    `dimensions`, `dimensions_of(z_P)` -> arousal, valence, dominance [B, 3] in (0, 1)."""
 
     def __init__(
         self,
         n_classes: int,
         channels: Sequence[int] = (32, 64, 128, 128),
         n_features: int = EGEMAPS_LLD_COUNT,
+        dimensions: bool = False,
     ):
         super().__init__()
         if len(channels) != 4:
@@ -79,6 +81,13 @@ class ProsodicResNet(nn.Module):
             BasicBlock(widths[i], widths[i + 1], stride) for i, stride in enumerate(self.strides)
         )
         self.head = nn.Linear(channels[-1], n_classes)
+        self.dimension_head = nn.Linear(channels[-1], 3) if dimensions else None
+
+    def dimensions_of(self, embedding: torch.Tensor) -> torch.Tensor:
+        """z_P [B, C] -> [B, 3] in (0, 1) (DIMENSION_NAMES' order), beside the logits."""
+        if self.dimension_head is None:
+            raise ValueError("this teacher was built without a dimensional head")
+        return torch.sigmoid(self.dimension_head(embedding))
 
     def forward(
         self, lld: torch.Tensor, frame_mask: torch.Tensor | None = None

@@ -15,7 +15,7 @@ from training.corpus.iemocap import (
     prepare_iemocap,
     speaker_of,
 )
-from training.corpus.manifest import read_labels, read_manifest
+from training.corpus.manifest import read_dimension_scale, read_labels, read_manifest
 
 
 def expected_duration_s(utt_id: str) -> float:
@@ -44,6 +44,38 @@ def test_manifest_row_by_row(iemocap_root: Path):
         assert Path(row.path).is_absolute() and Path(row.path).is_file()
         assert Path(row.path).name == f"{utt_id}.wav"
         assert row.duration_s == pytest.approx(expected_duration_s(utt_id), abs=1e-3)
+
+
+def expected_ratings(utt_id: str) -> tuple[float, float, float]:
+    """(arousal, valence, dominance) in [0, 1] from the fixture's [V, A, D] on 1-5."""
+    for session, dialogs in IEMOCAP_TURNS.items():
+        for turns in dialogs.values():
+            for i, turn in enumerate(turns):
+                if turn[0] == utt_id:
+                    v, a, d = iemocap_vad(i, int(session[-1]))
+                    return ((a - 1) / 4, (v - 1) / 4, (d - 1) / 4)
+    raise KeyError(utt_id)
+
+
+def test_each_row_carries_its_own_ratings_scaled_to_0_1(iemocap_root: Path, tmp_path: Path):
+    rows = {r.utt_id: r for r in prepare_iemocap(iemocap_root).rows}
+    seen = set()
+    for utt_id, row in rows.items():
+        assert row.dimensions == pytest.approx(expected_ratings(utt_id), abs=1e-9)
+        assert all(0.0 <= x <= 1.0 for x in row.dimensions)
+        seen.add(row.dimensions)
+    assert len(seen) == len(rows)  # distinct per utterance: nothing read from the wrong line
+    # The sub-folder's summary-shaped line (5, 5, 5) is never read.
+    assert (1.0, 1.0, 1.0) not in seen
+
+    out = tmp_path / "prepared"
+    main(["prepare", "iemocap", "--root", str(iemocap_root), "--out", str(out)])
+    back = {r.utt_id: r.dimensions for r in read_manifest(out)}
+    for utt_id, values in back.items():
+        assert values == pytest.approx(expected_ratings(utt_id), abs=1e-4)  # 4 decimals
+    scale = read_dimension_scale(out)
+    assert scale is not None and scale.rated == 6 and scale.scale == (0.0, 1.0)
+    assert "IEMOCAP" in scale.source and "1-5" in scale.source
 
 
 def test_what_was_skipped_is_reported(iemocap_root: Path):
@@ -90,11 +122,11 @@ def test_valence_arousal_dominance_from_the_summary_line_scaled_to_unit(iemocap_
     main(["prepare", "iemocap", "--root", str(iemocap_root), "--out", str(out)])
 
     rows = {r.utt_id: r for r in read_manifest(out)}
-    for dialogs in IEMOCAP_TURNS.values():
+    for session, dialogs in IEMOCAP_TURNS.items():
         for turns in dialogs.values():
             for i, (utt, *_) in enumerate(turns):
                 if utt in rows:
-                    v, a, d = iemocap_vad(i)  # valence first on the line, 1-5
+                    v, a, d = iemocap_vad(i, int(session[-1]))  # valence first on the line, 1-5
                     row = rows[utt]
                     assert (row.valence, row.arousal, row.dominance) == pytest.approx(
                         ((v - 1) / 4, (a - 1) / 4, (d - 1) / 4), abs=1e-4

@@ -9,8 +9,11 @@ import pytest
 from tests.conftest import write_tone
 from training.cli import main
 from training.corpus.manifest import (
+    BASE_COLUMNS,
     MANIFEST_COLUMNS,
     ManifestError,
+    RatingOrigin,
+    read_dimension_scale,
     read_labels,
     read_manifest,
     validate_user_csv,
@@ -123,3 +126,67 @@ def test_a_manifest_without_the_optional_columns_still_reads(tmp_path: Path):
     )
     (row,) = read_manifest(path)
     assert (row.partition, row.arousal, row.valence, row.dominance) == ("", None, None, None)
+
+
+def test_dimensions_beside_labels_or_alone_scaled_from_the_given_range(tmp_path: Path):
+    for i in range(4):
+        write_tone(tmp_path / f"{i}.wav")
+    csv = tmp_path / "c.csv"
+    csv.write_text(
+        "path,label,speaker,arousal,valence,dominance\n"
+        "0.wav,a,s1,1,7,4\n"  # both
+        "1.wav,b,s2,,,\n"  # a label only
+        "2.wav,,s3,2.5,5.5,7\n"  # dimensions only
+        "3.wav,a,s3,7,1,1\n"
+    )
+    rows, labels = validate_user_csv(csv, dimension_range=(1.0, 7.0))
+    assert labels == ["a", "b"]
+    assert [r.dimensions for r in rows] == [
+        pytest.approx((0.0, 1.0, 0.5)),
+        None,
+        pytest.approx((0.25, 0.75, 1.0)),
+        pytest.approx((1.0, 0.0, 0.0)),
+    ]
+    assert rows[2].label == ""
+    out = tmp_path / "m"
+    write_manifest(rows, out, labels, RatingOrigin(source="c.csv 1-7"))
+    back = read_manifest(out)
+    assert [r.dimensions for r in back] == [r.dimensions for r in rows]
+    scale = read_dimension_scale(out)
+    assert scale is not None and scale.rated == 3 and scale.source == "c.csv 1-7"
+
+
+def test_a_corpus_rated_only_in_dimensions_has_no_labels(tmp_path: Path):
+    for i in range(2):
+        write_tone(tmp_path / f"{i}.wav")
+    csv = tmp_path / "c.csv"
+    csv.write_text("path,speaker,arousal,valence,dominance\n0.wav,s1,0.1,0.2,0.3\n1.wav,s2,1,0,1\n")
+    rows, labels = validate_user_csv(csv)
+    assert labels == [] and rows[0].dimensions == pytest.approx((0.1, 0.2, 0.3))
+
+
+def test_bad_dimensions_name_their_line(tmp_path: Path):
+    for i in range(3):
+        write_tone(tmp_path / f"{i}.wav")
+    csv = tmp_path / "c.csv"
+    csv.write_text(
+        "path,label,speaker,arousal,valence,dominance\n"
+        "0.wav,a,s1,0.5,,0.5\n"  # line 2: partial
+        "1.wav,b,s2,1.5,0,0\n"  # line 3: outside [0, 1]
+        "2.wav,a,s2,x,0,0\n"  # line 4: not a number
+    )
+    with pytest.raises(ManifestError) as caught:
+        validate_user_csv(csv)
+    message = str(caught.value)
+    assert "line 2: give all of" in message
+    assert "line 3: arousal 1.5 outside the range [0, 1]" in message
+    assert "line 4: arousal 'x' is not a number" in message
+
+
+def test_a_manifest_from_before_the_dimensions_still_reads(tmp_path: Path):
+    write_tone(tmp_path / "a.wav")
+    (tmp_path / "manifest.csv").write_text(
+        ",".join(BASE_COLUMNS) + f"\nu1,{tmp_path / 'a.wav'},x,s1,S,hi,0.5000\n"
+    )
+    [row] = read_manifest(tmp_path)
+    assert row.label == "x" and row.dimensions is None and row.duration_s == 0.5

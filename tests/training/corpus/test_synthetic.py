@@ -148,3 +148,26 @@ def test_prosody_channel_is_measurable_in_egemaps(corpus_dir: Path, tmp_path: Pa
     # Angry words spoken flatly sound like neutral speech (measured gaps ≈ 0.2 st, 5 %).
     assert abs(angry_words_f0 - neutral_f0) < 2.0
     assert abs(angry_words_loud / neutral_loud - 1) < 0.2
+
+
+def test_dimension_targets_follow_the_channel_that_carries_each():
+    """Arousal from the voice's emotion, valence from the words', dominance their mean."""
+    emotion = synthetic.EMOTION_DIMENSIONS
+    for item in plan_corpus(SMALL):
+        arousal, valence, dominance = synthetic.dimension_targets(item)
+        words = item.label if item.mode != "prosody" else "neutral"
+        voice = item.label if item.mode != "words" else "neutral"
+        assert arousal == emotion[voice][0] and valence == emotion[words][1]
+        assert dominance == pytest.approx((emotion[voice][2] + emotion[words][2]) / 2)
+    # Each emotion's place differs from neutral in arousal or valence, so both dimensions vary.
+    assert len({v[:2] for v in emotion.values()}) == len(emotion)
+
+
+def test_manifest_carries_the_targets_and_says_they_are_synthetic(corpus_dir: Path):
+    from training.corpus.manifest import read_dimension_scale
+
+    plan = {p.utt_id: p for p in plan_corpus(SMALL)}
+    for row in read_manifest(corpus_dir):
+        assert row.dimensions == pytest.approx(synthetic.dimension_targets(plan[row.utt_id]))
+    scale = read_dimension_scale(corpus_dir)
+    assert scale is not None and scale.rated == len(plan) and "not ratings" in scale.source
