@@ -4,7 +4,8 @@ Unix socket: one home for the format both ends read and write.
 A frame is `!II` (header bytes, payload bytes), a JSON header, then the payload. Requests:
 `{"op": "submit", "id": N, "lengths": [...]}` with the clips' float32 samples back to back,
 and `{"op": "cancel", "id": N}` when the request's caller has left. Answers: `{"id": N,
-"shape": [B, C]}` with float32 logits, or `{"id": N, "error": KIND, ...}` naming the
+"shape": [B, W]}` with float32 outputs (logits, W = C; or the logits then the dimensions,
+W = C + D: the model process never reads which), or `{"id": N, "error": KIND, ...}` naming the
 batcher's exception (ERRORS). The model process opens each connection with a `hello` frame
 (the bundle's metadata, the provider and file it serves). The worker's watchdog sends
 `{"op": "ping"}`; the model process answers `{"op": "pong", "busy_s": S}` at once, S being

@@ -306,7 +306,11 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
 
     p = commands.add_parser("ablate", help="the poster's Table 2 variants; ablation.md")
     _add_run_flags(p)
-    p.add_argument("--variants", default=None, help="comma list (default: all six students)")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma list (default: every variant: the six students of Table 2 and no_dimensions)",
+    )
     p.set_defaults(func=cmd_ablate)
 
     p = commands.add_parser("sweep-tau", help="the poster's Fig. 2: UA against τ_P and τ_L")

@@ -110,3 +110,44 @@ def test_calibrated_speech_segments_are_the_services_answer_too(bundle, tmp_path
     got = np.array([first["probabilities"][label] for label in rec.labels])
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert not np.allclose(got, probabilities(logits, 1.0), atol=1e-4)  # T made a difference
+
+
+def test_with_dimensions_the_python_api_is_the_services_answer(bundle_with_dimensions):
+    """Prediction.dimensions (and each segment's) from the Python API, bit for bit what
+    /predict answers; batched with other inputs as alone (BATCH_TOLERANCE)."""
+    windows = dict(segmentation="windows", window_s=2.0, hop_s=1.0, max_segment_s=2.0)
+    with_dims = emodistill.load(bundle_with_dimensions, device="cpu", **windows)
+    clip = wav_bytes(5.5)
+    settings = Settings(model=bundle_with_dimensions, device="cpu", warmup=False, **windows)
+    with TestClient(create_app(settings)) as client:
+        served = client.post("/predict", content=clip, headers={"content-type": "audio/wav"})
+    answer = with_dims.predict(clip)
+    assert answer.dimensions is not None and answer.segments
+    assert all(s.dimensions is not None for s in answer.segments)
+    assert served.content == answer.model_dump_json().encode()
+    alone = with_dims.predict(wav_bytes(1.2))
+    together = with_dims.predict_many([wav_bytes(3.3), wav_bytes(1.2)])[1]
+    assert alone.dimensions is not None and together.dimensions is not None
+    for name in ("arousal", "valence", "dominance"):
+        a, b = getattr(alone.dimensions, name), getattr(together.dimensions, name)
+        assert a == pytest.approx(b, abs=BATCH_TOLERANCE)
+
+
+def test_scoring_splits_logits_from_dimensions_and_weights_by_duration():
+    """combine() on hand-made rows [C + D]: probabilities from the first C, dimensions from
+    the rest, both the duration-weighted mean of the spans (two spans, 1 s and 3 s)."""
+    from emodistill.scoring import combine
+    from emodistill.segments import ClipPlan
+
+    plan = ClipPlan(mode="windows", spans=[(0, 16_000), (16_000, 64_000)], speech_s=None)
+    rows = [np.array([0.0, 1.0, 0.2, 0.4, 0.6]), np.array([1.0, 0.0, 0.6, 0.8, 1.0])]
+    dims = ["arousal", "valence", "dominance"]
+    [answer] = combine([plan], rows, ["a", "b"], 16_000, 1.0, dims)
+    assert answer["dimensions"] == pytest.approx({"arousal": 0.5, "valence": 0.7, "dominance": 0.9})
+    assert answer["segments"][0]["dimensions"] == pytest.approx(
+        dict(zip(dims, [0.2, 0.4, 0.6], strict=True))
+    )
+    p0, p1 = probabilities(rows[0][:2]), probabilities(rows[1][:2])
+    assert answer["probabilities"]["a"] == pytest.approx((p0[0] + 3 * p1[0]) / 4, abs=1e-12)
+    [plain] = combine([plan], [r[:2] for r in rows], ["a", "b"], 16_000)
+    assert plain["dimensions"] is None and plain["probabilities"] == answer["probabilities"]

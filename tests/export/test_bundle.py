@@ -268,10 +268,16 @@ def test_every_consumer_feeds_raw_audio(exported, tmp_path):
     triton = make_session(tmp_path / "repo" / "emodistill" / "1" / "model.onnx")
     clips = [3.0 * c for c in probe_clips(5, 0.5, 6.0, 16_000, seed=7)]  # loud: norm matters
     values, mask = pad_batch(clips)
-    theirs = softmax(triton.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})[0])
+    outputs = triton.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
+    theirs = softmax(outputs[0])
     answers = emodistill.load(bundle, device="cpu").predict_many(clips)
     ours = np.array([[a.probabilities[label] for label in LABELS] for a in answers])
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
+    if has_dimensions(bundle):  # the second output reaches the answers unchanged
+        dims = np.array([[getattr(a.dimensions, n) for n in DIMENSION_NAMES] for a in answers])
+        np.testing.assert_allclose(outputs[1], dims, atol=1e-5, rtol=0)
+    else:
+        assert len(outputs) == 1 and all(a.dimensions is None for a in answers)
 
 
 def test_a_version_1_bundle_still_answers_the_same(exported, tmp_path):

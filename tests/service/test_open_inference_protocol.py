@@ -65,3 +65,23 @@ def _infer_without_key(client) -> None:
     audio = triton.InferInput("audio", [1, 16_000], "FP32")
     audio.set_data_from_numpy(np.zeros((1, 16_000), np.float32))
     client.infer("emodistill", [audio])
+
+
+def test_a_bundle_with_dimensions_answers_both_tensors_to_tritons_client(bundle_with_dimensions):
+    app = create_app(Settings(model=bundle_with_dimensions, warmup=False))
+    with serving(app) as url:
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        meta = client.get_model_metadata("emodistill")
+        assert [o["name"] for o in meta["outputs"]] == ["probabilities", "dimensions"]
+        clips = np.stack([_tone(1.0, 220.0), _tone(1.0, 330.0)])
+        audio = triton.InferInput("audio", list(clips.shape), "FP32")
+        audio.set_data_from_numpy(clips, binary_data=True)
+        for binary in (True, False):
+            wanted = [
+                triton.InferRequestedOutput(name, binary_data=binary)
+                for name in ("probabilities", "dimensions")
+            ]
+            result = client.infer("emodistill", [audio], outputs=wanted)
+            probs, dims = result.as_numpy("probabilities"), result.as_numpy("dimensions")
+            assert probs.shape == (2, 4) and dims.shape == (2, 3) and dims.dtype == np.float32
+            assert ((dims > 0) & (dims < 1)).all()

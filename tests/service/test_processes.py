@@ -130,6 +130,24 @@ def test_answers_equal_the_runtime_batched_or_alone_and_metrics_add_up(bundle):
         assert metric(url, "process_resident_memory_bytes") > 0
 
 
+def test_the_model_process_carries_the_dimensions_too(bundle_with_dimensions):
+    """Two HTTP workers and the model process: the [B, C + 3] rows cross the socket whole,
+    and the answers are the runtime's, probabilities and dimensions alike."""
+    import emodistill
+
+    clips = [wav_bytes(s, freq_hz=f) for s, f in [(0.9, 180), (2.6, 330)]]
+    reference = emodistill.load(bundle_with_dimensions, "cpu")
+    expected = [reference.predict(c) for c in clips]
+    flags = ["--model", str(bundle_with_dimensions), "--workers", "2", "--device", "cpu"]
+    with service(flags) as (_, url):
+        replies = asyncio.run(_post_all(url, clips * 2))
+    for i, reply in enumerate(replies):
+        assert reply.status_code == 200, reply.text
+        got, want = reply.json()["dimensions"], expected[i % 2].dimensions
+        assert want is not None
+        assert max(abs(got[k] - getattr(want, k)) for k in got) <= PROBABILITY_TOLERANCE
+
+
 def test_overload_answers_every_request_with_200_or_503(bundle):
     # One clip per batch, 150 ms each, at most 2 waiting: 12 at once cannot all fit.
     flags = ["--workers", "2", "--max-batch-size", "1", "--max-queue", "2"]
