@@ -30,7 +30,7 @@ def test_without_figures_every_section_is_pending(tmp_path: Path):
     (docs / "bench").mkdir(parents=True)
     report = write_report(load_results(docs / "bench"), DEMO, docs).read_text()
     headings = re.findall(r"^## (\d)\. ", report, flags=re.MULTILINE)
-    assert headings == [str(n) for n in range(1, 9)]
+    assert headings == [str(n) for n in range(1, 10)]
     sections = re.split(r"^## \d\. .*$", report, flags=re.MULTILINE)[1:]
     assert all("Pending" in body for body in sections)
     assert "pending (no GPU run)" in report
