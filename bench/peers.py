@@ -303,6 +303,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     args.peers = [name for name in args.peers.split(",") if name]
+    if missing := [_missing(name) for name in args.peers if _missing(name)]:
+        # Before any figure is written: a run without its peers would overwrite theirs.
+        sys.exit(f"error: {', '.join(missing)} not installed here; run `make bench-peers`")
     args.clients = [int(c) for c in args.clients.split(",")]
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
