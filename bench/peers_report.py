@@ -112,7 +112,7 @@ def report_section(results: Any, model: str) -> list[str]:
             "",
             "| how | files/s |",
             "|---|---|",
-            *(f"| {how} | {v:.1f} |" for how, v in api["files_per_s"].items()),
+            *(f"| {how} | {v:.3g} |" for how, v in api["files_per_s"].items()),
             "",
         ]
     return lines
