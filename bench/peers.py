@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -117,13 +118,21 @@ def send(url: str, wire: Wire, total: int, clients: int) -> tuple[float, list[fl
     )
 
 
-def start(name: str, bundle: Path, workdir: Path, probe: Wire, timeout_s: float = 300) -> Server:
-    """The server as a subprocess, ready once it answers `probe` with 200."""
+def start(
+    name: str,
+    bundle: Path,
+    workdir: Path,
+    probe: Wire,
+    extra: list[str] | None = None,
+    timeout_s: float = 300,
+) -> Server:
+    """The server as a subprocess (`extra`: more flags), ready once it answers `probe`."""
     port = free_port()
     stats = None if name == "ours" else workdir / f"{name}.stats.json"
     env = {**os.environ, **({STATS_ENV: str(stats)} if stats else {})}
     log = (workdir / f"{name}.log").open("w")
     command = [sys.executable, "-m", MODULES[name], "--model", str(bundle), "--port", str(port)]
+    command += extra or []
     begin = time.perf_counter()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(name, process, f"http://127.0.0.1:{port}", stats)
@@ -221,7 +230,8 @@ def run_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
                     print(f"{name}: {missing} not installed", flush=True)
                     continue
                 probe = wire_of["v2-binary" if name == "triton" else "multipart"]
-                server = start(name, bundle, Path(tmp), probe)
+                extra = shlex.split(args.service_args) if name == "ours" else []
+                server = start(name, bundle, Path(tmp), probe, extra)
                 entry["servers"][name] = {"ready_s": server.ready_s, "error": server.error}
                 print(
                     f"{name}: " + (server.error or f"ready in {server.ready_s:.1f} s"), flush=True
@@ -286,10 +296,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="rounds per server and level")
     p.add_argument("--clip-s", type=float, default=3.0)
     p.add_argument("--peers", default=",".join(PEERS))
-    p.add_argument("--api-files", type=int, default=48, help="files for the Python API part")
+    p.add_argument(
+        "--api-files", type=int, default=48, help="files for the Python API part (0: none)"
+    )
+    p.add_argument("--service-args", default="", help="more flags for ours (python -m service)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     args.peers = [name for name in args.peers.split(",") if name]
+    if missing := [_missing(name) for name in args.peers if _missing(name)]:
+        # Before any figure is written: a run without its peers would overwrite theirs.
+        sys.exit(f"error: {', '.join(missing)} not installed here; run `make bench-peers`")
     args.clients = [int(c) for c in args.clients.split(",")]
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -304,9 +320,11 @@ def main() -> None:
             args.clients = [int(c) for c in args.base_clients.split(",")]
         args.requests = args.base_requests or args.requests
         result["bundles"]["base"] = run_bundle(args.base, args)
-    from bench import peers_api
+    result["service_args"] = args.service_args
+    if args.api_files:
+        from bench import peers_api
 
-    result["api"] = peers_api.run(args.model, args.base, args.api_files)
+        result["api"] = peers_api.run(args.model, args.base, args.api_files)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
