@@ -9,6 +9,7 @@ Knows nothing of teachers or labels.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
 from collections.abc import Sequence
@@ -143,7 +144,11 @@ def extract_all(
             hits, frames = hits + hit, frames + n
             bar.update()
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: a forked child inherits whatever lock another thread held at the
+        # fork (seen: the whole test suite, with onnxruntime and HTTP threads alive, hung in
+        # this pool's shutdown with both children asleep).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for hit, n in pool.map(_extract_one, jobs, chunksize=8):
                 hits, frames = hits + hit, frames + n
                 bar.update()
