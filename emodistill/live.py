@@ -32,7 +32,15 @@ from emodistill.errors import BadSamplesError
 from emodistill.live_segments import LiveSegmenter, Step
 from emodistill.options import InferenceOptions
 from emodistill.pipeline import Backend, Pipeline, Prepared, Queue
-from emodistill.prediction import ModelCard, Prediction
+from emodistill.prediction import (
+    DIMENSIONS_FIELD,
+    LABEL_FIELD,
+    PROBABILITIES_FIELD,
+    Dimensions,
+    ModelCard,
+    OmitsAbsentOutputs,
+    Prediction,
+)
 from emodistill.segments import ClipPlan, SpeechDetector
 
 Encoding = Literal["pcm_s16le", "f32le"]
@@ -76,15 +84,16 @@ class UtteranceStart(BaseModel):
     start_s: float
 
 
-class Interim(BaseModel):
+class Interim(OmitsAbsentOutputs):
     type: Literal["interim"] = "interim"
     start_s: float
     end_s: float
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = LABEL_FIELD
+    probabilities: dict[str, float] | None = PROBABILITIES_FIELD
+    dimensions: Dimensions | None = DIMENSIONS_FIELD
 
 
-class UtteranceEnd(BaseModel):
+class UtteranceEnd(OmitsAbsentOutputs):
     """One segment of the offline answer (`/predict`'s `segments[i]`), and which utterance
     it is of (a long one is several windows)."""
 
@@ -92,8 +101,9 @@ class UtteranceEnd(BaseModel):
     utterance: int
     start_s: float
     end_s: float
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = LABEL_FIELD
+    probabilities: dict[str, float] | None = PROBABILITIES_FIELD
+    dimensions: Dimensions | None = DIMENSIONS_FIELD
     calibrated: bool
     delay_s: float = Field(
         description="From the arrival of the span's last sample to this event: the hold "
@@ -322,6 +332,7 @@ class LiveSession:
             end_s=step.end / rate,
             label=answer.label,
             probabilities=answer.probabilities,
+            dimensions=answer.dimensions,
         )
 
     async def _ended(self, reason: str, whole: Awaitable[np.ndarray] | None) -> SessionEnded:

@@ -1,9 +1,10 @@
 """The answer for one input, as a type: what the Python API returns and the service sends.
 
 `POST /predict`'s JSON is `Prediction`'s serialisation; `prediction.model_dump()` is the
-same as a dict. Field order is the JSON's. `dimensions` (answers and model card) is left out
-of the serialisation entirely when the bundle has none, so a bundle of version 1 or 2 answers
-byte for byte as it did before dimensions existed. Torch-free; knows nothing of HTTP.
+same as a dict. Field order is the JSON's. An output the bundle does not have is left out of
+the serialisation entirely: `dimensions` (answers and model card) for a bundle without them,
+so a bundle of version 1 or 2 answers byte for byte as it did before dimensions existed, and
+`label` and `probabilities` for a dimensions-only bundle. Torch-free; knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 from emodistill.bundle import BundleMetadata, DimensionsTraining, TrainingData
 
 DIMENSIONS_KEY = "dimensions"
+# The keys of the bundle's outputs: absent from an answer when the bundle lacks that output.
+OUTPUT_KEYS = ("label", "probabilities", DIMENSIONS_KEY)
 
 
-class OmitsAbsentDimensions(BaseModel):
-    """Serialises without the `dimensions` key when it is None (see the module docstring)."""
+class OmitsAbsentOutputs(BaseModel):
+    """Serialises without an output's key (`OUTPUT_KEYS`) when it is None (see the module
+    docstring)."""
 
     # Unannotated on purpose: an annotated return type would replace the model's own schema
     # in OpenAPI (pydantic takes the serializer's return type as the serialisation schema).
     @model_serializer(mode="wrap")
     def _omit_absent_dimensions(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         data = handler(self)
-        if isinstance(data, dict) and DIMENSIONS_KEY in data and data[DIMENSIONS_KEY] is None:
-            del data[DIMENSIONS_KEY]
+        if isinstance(data, dict):
+            for key in OUTPUT_KEYS:
+                if key in data and data[key] is None:
+                    del data[key]
         return data
 
 
@@ -43,15 +49,24 @@ DIMENSIONS_FIELD = Field(
     description="Arousal, valence and dominance on [0, 1], for a bundle that has them (absent "
     "otherwise); for long audio the mean over segments weighted by their duration.",
 )
+LABEL_FIELD = Field(
+    None, description="The most probable category; absent for a dimensions-only bundle."
+)
+PROBABILITIES_FIELD = Field(
+    None,
+    description="Per label, in the bundle's order; for long audio the mean over segments "
+    "weighted by their duration (silence, never scored, weighs nothing). Absent for a "
+    "dimensions-only bundle.",
+)
 
 
-class Segment(OmitsAbsentDimensions):
+class Segment(OmitsAbsentOutputs):
     """One scored stretch of a long input (seconds of the input's audio)."""
 
     start_s: float
     end_s: float
-    label: str
-    probabilities: dict[str, float]
+    label: str | None = LABEL_FIELD
+    probabilities: dict[str, float] | None = PROBABILITIES_FIELD
     dimensions: Dimensions | None = DIMENSIONS_FIELD
 
 
@@ -64,7 +79,7 @@ class DimensionsCard(BaseModel):
     trained: DimensionsTraining | None
 
 
-class ModelCard(OmitsAbsentDimensions):
+class ModelCard(OmitsAbsentOutputs):
     """The `model` block of every answer: which model, what it learned from, whether its
     probabilities are calibrated, its note, and (when it has them) its dimensions."""
 
@@ -92,12 +107,9 @@ class ModelCard(OmitsAbsentDimensions):
         )
 
 
-class Prediction(OmitsAbsentDimensions):
-    label: str
-    probabilities: dict[str, float] = Field(
-        description="Per label, in the bundle's order; for long audio the mean over segments "
-        "weighted by their duration (silence, never scored, weighs nothing)."
-    )
+class Prediction(OmitsAbsentOutputs):
+    label: str | None = LABEL_FIELD
+    probabilities: dict[str, float] | None = PROBABILITIES_FIELD
     dimensions: Dimensions | None = DIMENSIONS_FIELD
     duration_s: float
     speech_s: float | None = Field(

@@ -109,13 +109,18 @@ class OnnxBackend:
     def labels(self) -> list[str]:
         return self.metadata.labels
 
+    @property
+    def output_names(self) -> list[str]:
+        return [spec.name for spec in self.metadata.outputs]
+
     def infer(self, clips: list[np.ndarray]) -> np.ndarray:
         if self.metadata.do_normalize and not self.metadata.normalized_in_graph:
             clips = [normalize_clip(c) for c in clips]  # a version-1 bundle's graph expects it
         values, mask = pad_batch(clips)
-        outputs = self.session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
-        if len(outputs) == 1:  # categories only (every bundle of version 1 or 2)
-            return np.asarray(outputs[0], dtype=np.float32)
+        # In bundle.json's order: logits then dimensions, either alone, or both.
+        outputs = self.session.run(self.output_names, {INPUT_VALUES: values, ATTENTION_MASK: mask})
+        if len(outputs) == 1:  # one output: categories (every bundle of version 1 or 2), or
+            return np.asarray(outputs[0], dtype=np.float32)  # a dimensions-only bundle's
         return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)
 
     def warm_up(self, batch_size: int, seconds: float) -> float:

@@ -5,7 +5,8 @@ windows, or the utterances where speech is. Every span's logits become probabili
 by the bundle's calibration temperature first), and the clip's answer is their mean weighted
 by each span's duration, so silence, never scored, weighs nothing. A bundle with dimensions
 answers rows of [C + D]: the first C are logits, the rest the dimensions (in the bundle's
-order), aggregated by the same weights. Pure arithmetic: the pipeline (emodistill.pipeline)
+order), aggregated by the same weights; a dimensions-only bundle (no labels) answers only
+those, with no label and no probabilities. Pure arithmetic: the pipeline (emodistill.pipeline)
 calls it; knows nothing of models, queues or HTTP.
 """
 
@@ -29,8 +30,15 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return softmax(np.asarray(logits, dtype=np.float64) / temperature)
 
 
-def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
+def _named(probs: np.ndarray, labels: list[str]) -> dict[str, float] | None:
+    """Values by name; None when there are no names (an output the bundle lacks)."""
+    if not labels:
+        return None
     return {label: float(p) for label, p in zip(labels, probs, strict=True)}
+
+
+def _top(probs: np.ndarray, labels: list[str]) -> str | None:
+    return labels[int(probs.argmax())] if labels else None
 
 
 def _answer(
@@ -46,15 +54,15 @@ def _answer(
         raise NonFiniteAnswerError("the model produced a non-finite output for this clip")
     rows = np.stack(outputs)  # [S, C + D]
     n = len(labels)
-    probs = probabilities(rows[:, :n], temperature)  # [S, C]
+    probs = probabilities(rows[:, :n], temperature) if n else rows[:, :0]  # [S, C]
     weights = np.array([b - a for a, b in plan.spans], dtype=np.float64)
     mean = (probs * weights[:, None]).sum(axis=0) / weights.sum()
     dims = rows[:, n : n + len(dimensions)].astype(np.float64)  # [S, D]
     mean_dims = (dims * weights[:, None]).sum(axis=0) / weights.sum()
     answer: dict[str, Any] = {
-        "label": labels[int(mean.argmax())],
+        "label": _top(mean, labels),
         "probabilities": _named(mean, labels),
-        "dimensions": _named(mean_dims, dimensions) if dimensions else None,
+        "dimensions": _named(mean_dims, dimensions),
         "segmentation": plan.mode,
         "speech_s": plan.speech_s,
         "segments": None,
@@ -64,9 +72,9 @@ def _answer(
             {
                 "start_s": a / rate_hz,
                 "end_s": b / rate_hz,
-                "label": labels[int(p.argmax())],
+                "label": _top(p, labels),
                 "probabilities": _named(p, labels),
-                "dimensions": _named(d, dimensions) if dimensions else None,
+                "dimensions": _named(d, dimensions),
             }
             for (a, b), p, d in zip(plan.spans, probs, dims, strict=True)
         ]

@@ -219,7 +219,9 @@ def _model_or_404(service: Service, name: str) -> BundleMetadata:
 async def model_metadata(service: ServiceDep, name: str) -> dict[str, Any]:
     meta = _model_or_404(service, name)
     backend = service.model
-    outputs = [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, len(meta.labels)]}]
+    outputs = []
+    if meta.labels:  # every bundle but a dimensions-only one
+        outputs.append({"name": OUTPUT, "datatype": "FP32", "shape": [-1, len(meta.labels)]})
     if meta.dimensions is not None:  # names, scale and CCC: in the card's `dimensions`
         dims = meta.dimension_names
         outputs.append({"name": DIMENSIONS_OUTPUT, "datatype": "FP32", "shape": [-1, len(dims)]})
@@ -279,14 +281,15 @@ async def infer(request: Request, name: str, service: ServiceDep) -> Response:
         del body
     prepared = [service.pipeline.windowed(clip) for clip in parsed.clips]
     answers = await _answers(request, service, prepared)
-    tensors = {
-        OUTPUT: np.array([[a.probabilities[k] for k in meta.labels] for a in answers], "<f4")
-    }
+    tensors: dict[str, np.ndarray] = {}
+    if meta.labels:  # every bundle but a dimensions-only one
+        rows = [[a.probabilities[k] for k in meta.labels] for a in answers if a.probabilities]
+        tensors[OUTPUT] = np.array(rows, "<f4")
     parameters: dict[str, Any] = {"labels": meta.labels}
     if meta.dimensions is not None:  # the second output, in the bundle's dimension order
         names = meta.dimension_names
-        rows = [[getattr(a.dimensions, k) for k in names] for a in answers]
-        tensors[DIMENSIONS_OUTPUT] = np.array(rows, "<f4").reshape(len(answers), len(names))
+        dims = [[getattr(a.dimensions, k) for k in names] for a in answers if a.dimensions]
+        tensors[DIMENSIONS_OUTPUT] = np.array(dims, "<f4").reshape(len(answers), len(names))
         parameters["dimensions"] = names
     outputs: list[dict[str, Any]] = [
         {"name": k, "datatype": "FP32", "shape": list(v.shape)} for k, v in tensors.items()

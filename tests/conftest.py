@@ -218,3 +218,31 @@ def bundle_with_dimensions(tmp_path_factory) -> Path:
     )
     export_bundle(checkpoint, root / "bundle", quick)
     return root / "bundle"
+
+
+@pytest.fixture(scope="session")
+def dimensions_only_bundle(bundle_with_dimensions: Path, tmp_path_factory) -> Path:
+    """A dimensions-only bundle (no labels; one output, `dimensions`), made from the two-output
+    bundle by dropping the logits from each graph's outputs: the runtime's side of the
+    contract, whatever training gives it."""
+    import onnx
+
+    from emodistill.bundle import DIMENSIONS, METADATA, read_metadata, sha256_of
+
+    folder = tmp_path_factory.mktemp("dimensions_only") / "bundle"
+    shutil.copytree(bundle_with_dimensions, folder)
+    metadata = read_metadata(folder)
+    for name in metadata.files:
+        if name.endswith(".onnx"):
+            graph = onnx.load(str(folder / name))
+            kept = [o for o in graph.graph.output if o.name == DIMENSIONS]
+            del graph.graph.output[:]
+            graph.graph.output.extend(kept)
+            onnx.save(graph, str(folder / name))
+    files = {name: sha256_of(folder / name) for name in metadata.files}
+    outputs = [o for o in metadata.outputs if o.name == DIMENSIONS]
+    changed = metadata.model_copy(
+        update={"labels": [], "outputs": outputs, "files": files, "calibration": None}
+    )
+    (folder / METADATA).write_text(changed.model_dump_json(indent=2))
+    return folder

@@ -167,13 +167,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         )
     except (BundleError, FoldError, OSError) as err:
         sys.exit(f"error: {err}")
-    print(
-        f"{metrics['rows']}: n {metrics['n']}, UA {100 * metrics['ua']:.2f} %, "
-        f"WA {100 * metrics['wa']:.2f} %, macro-F1 {100 * metrics['macro_f1']:.2f} %"
-    )
-    if metrics["unknown_labels"]:
-        print(f"labels the model cannot output (not scored): {metrics['unknown_labels']}")
-    print(f"wrote {args.out}/metrics.json, predictions.csv, confusion_matrix.png")
+    if "ua" in metrics:
+        print(
+            f"{metrics['rows']}: n {metrics['n']}, UA {100 * metrics['ua']:.2f} %, "
+            f"WA {100 * metrics['wa']:.2f} %, macro-F1 {100 * metrics['macro_f1']:.2f} %"
+        )
+        if metrics["unknown_labels"]:
+            print(f"labels the model cannot output (not scored): {metrics['unknown_labels']}")
+    if dims := metrics.get("dimensions"):
+        ccc = ", ".join(f"{name} {value:.3f}" for name, value in dims["ccc"].items())
+        print(f"{metrics['rows']}: CCC over {dims['n']} rated rows: {ccc}")
+    plot = ", confusion_matrix.png" if "ua" in metrics else ""
+    print(f"wrote {args.out}/metrics.json, predictions.csv{plot}")
 
 
 def cmd_cross_corpus(args: argparse.Namespace) -> None:

@@ -3,9 +3,12 @@
 `evaluate_bundle` scores the rows of a prepared folder (a fold's test speakers or partition,
 or every row) with `emodistill.load(bundle).predict_many` and writes into `out`:
   metrics.json           n, UA, WA, macro-F1, per-class recall, the confusion matrix and its
-                         label order (the bundle's), and the labels the bundle does not know
-  predictions.csv        one row per utterance: its label, the prediction, the probabilities
-  confusion_matrix.png
+                         label order (the bundle's), and the labels the bundle does not know;
+                         for a bundle with dimensions on a corpus with ratings, `dimensions`:
+                         the CCC per dimension over the rated rows, and how many there were
+  predictions.csv        one row per utterance: its label, the prediction, the probabilities,
+                         then its ratings and the predicted dimensions
+  confusion_matrix.png   (a bundle with categories)
 Rows whose label the bundle cannot output are predicted and listed, but left out of the
 scores (a 4-class model is not wrong about `fear`; it cannot say it): metrics.json counts
 them per label. `cross_corpus_table` puts several bundles against several corpora.
@@ -31,7 +34,13 @@ from tqdm import tqdm
 
 from .corpus.manifest import Utterance, read_manifest
 from .folds import FoldError, Protocol, folds_path, read_folds, split
-from .metrics import confusion_matrix, macro_f1, per_class_recall, score
+from .metrics import (
+    concordance_per_dimension,
+    confusion_matrix,
+    macro_f1,
+    per_class_recall,
+    score,
+)
 from .report import plot_confusion
 
 if TYPE_CHECKING:
@@ -90,20 +99,57 @@ def select_rows(
     )
 
 
-def predict_rows(recognizer: Recognizer, rows: Sequence[Utterance], progress: bool) -> np.ndarray:
-    """[N, C] probabilities in the bundle's label order, one row per utterance."""
-    labels = list(recognizer.labels)
-    out = np.zeros((len(rows), len(labels)), dtype=np.float64)
+@dataclass(frozen=True)
+class Predicted:
+    """The runtime's answers, one row per utterance: `probabilities` [N, C] in the bundle's
+    label order (C = 0 for a dimensions-only bundle), `dimensions` [N, D] in its dimension
+    order (D = 0 for a bundle without them)."""
+
+    probabilities: np.ndarray
+    dimensions: np.ndarray
+
+
+def predict_rows(recognizer: Recognizer, rows: Sequence[Utterance], progress: bool) -> Predicted:
+    """Every row through `predict_many`, in chunks; see `Predicted`."""
+    labels, names = list(recognizer.labels), list(recognizer.dimensions)
+    probs = np.zeros((len(rows), len(labels)), dtype=np.float64)
+    dims = np.zeros((len(rows), len(names)), dtype=np.float64)
     bar = tqdm(total=len(rows), desc="evaluate", disable=not progress)
     for start in range(0, len(rows), CHUNK_CLIPS):
         chunk = rows[start : start + CHUNK_CLIPS]
         answers = recognizer.predict_many([r.path for r in chunk])
         for i, answer in enumerate(answers):
-            probs = answer.probabilities
-            out[start + i] = [probs[label] for label in labels]
+            if labels and answer.probabilities is not None:
+                probs[start + i] = [answer.probabilities[label] for label in labels]
+            if names and answer.dimensions is not None:
+                dims[start + i] = [getattr(answer.dimensions, name) for name in names]
         bar.update(len(chunk))
     bar.close()
-    return out
+    return Predicted(probs, dims)
+
+
+def ratings(rows: Sequence[Utterance], names: Sequence[str]) -> np.ndarray:
+    """[N, D] each row's ratings in `names`' order (the bundle's), NaN for an unrated row.
+    Rows carry them in DIMENSION_NAMES' order; both are scaled to DIMENSION_SCALE."""
+    from emodistill.bundle import DIMENSION_NAMES
+
+    order = [DIMENSION_NAMES.index(name) for name in names]
+    unrated = (np.nan,) * len(DIMENSION_NAMES)
+    values = np.array([r.dimensions or unrated for r in rows], dtype=np.float64)
+    return values.reshape(len(rows), len(DIMENSION_NAMES))[:, order]
+
+
+def dimension_metrics(
+    rows: Sequence[Utterance], predicted: np.ndarray, names: Sequence[str]
+) -> dict[str, Any] | None:
+    """CCC per dimension over the rated rows; None when no row is rated or the bundle has
+    no dimensions."""
+    targets = ratings(rows, names)
+    rated = int((~np.isnan(targets).any(axis=1)).sum()) if names else 0
+    if rated == 0:
+        return None
+    ccc = concordance_per_dimension(predicted, targets, names)
+    return {"n": rated, "ccc": ccc, "mean_ccc": float(np.mean(list(ccc.values())))}
 
 
 def compute_metrics(
@@ -131,16 +177,29 @@ def compute_metrics(
 
 
 def write_predictions(
-    path: Path, rows: Sequence[Utterance], probs: np.ndarray, labels: Sequence[str]
+    path: Path,
+    rows: Sequence[Utterance],
+    predicted: Predicted,
+    labels: Sequence[str],
+    names: Sequence[str] = (),
 ) -> None:
+    """One row per utterance; `<dimension>_rated` is its rating (empty when unrated)."""
+    targets = ratings(rows, names)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["utt_id", "speaker", "label", "predicted", *(f"p_{x}" for x in labels)])
-        for row, p in zip(rows, probs, strict=True):
-            predicted = labels[int(p.argmax())]
-            writer.writerow(
-                [row.utt_id, row.speaker, row.label, predicted, *(f"{x:.5f}" for x in p)]
-            )
+        head = ["utt_id", "speaker", "label"]
+        if labels:
+            head += ["predicted", *(f"p_{x}" for x in labels)]
+        head += [f"{x}_rated" for x in names] + list(names)
+        writer.writerow(head)
+        for i, row in enumerate(rows):
+            line = [row.utt_id, row.speaker, row.label]
+            if labels:
+                p = predicted.probabilities[i]
+                line += [labels[int(p.argmax())], *(f"{x:.5f}" for x in p)]
+            line += ["" if np.isnan(x) else f"{x:.5f}" for x in targets[i]]
+            line += [f"{x:.5f}" for x in predicted.dimensions[i]]
+            writer.writerow(line)
 
 
 def evaluate_bundle(
@@ -163,23 +222,40 @@ def evaluate_bundle(
     )
     if not selection.rows:
         raise FoldError(f"{prepared}: no rows in {selection.description}")
-    labels = list(recognizer.labels)
-    if not any(r.label in labels for r in selection.rows):
+    labels, names = list(recognizer.labels), list(recognizer.dimensions)
+    categorical = any(r.label in labels for r in selection.rows)
+    dimensional = bool(names) and any(r.dimensions is not None for r in selection.rows)
+    if not categorical and not dimensional:
         found = sorted({r.label for r in selection.rows})
-        raise FoldError(f"no row has a label the model can output: rows {found}, model {labels}")
-    probs = predict_rows(recognizer, selection.rows, progress)
-    metrics = {
+        raise FoldError(
+            f"nothing to score: no row has a label the model can output (rows {found}, "
+            f"model {labels}) or a rating of its dimensions ({names or 'none'})"
+        )
+    predicted = predict_rows(recognizer, selection.rows, progress)
+    metrics: dict[str, Any] = {
         "bundle": str(bundle),
         "corpus": str(prepared),
         "rows": selection.description,
-        **compute_metrics(selection.rows, probs, labels),
     }
+    if categorical:
+        metrics.update(compute_metrics(selection.rows, predicted.probabilities, labels))
+    if (dims := dimension_metrics(selection.rows, predicted.dimensions, names)) is not None:
+        metrics["dimensions"] = dims
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_predictions(out / PREDICTIONS_FILE, selection.rows, probs, labels)
-    title = f"{Path(bundle).name} on {Path(prepared).name} ({selection.description})"
-    plot_confusion(metrics["confusion"], labels, title[:80], out / CONFUSION_PNG)
+    write_predictions(out / PREDICTIONS_FILE, selection.rows, predicted, labels, names)
+    if categorical:
+        title = f"{Path(bundle).name} on {Path(prepared).name} ({selection.description})"
+        plot_confusion(metrics["confusion"], labels, title[:80], out / CONFUSION_PNG)
     return metrics
+
+
+def _cell(metrics: Mapping[str, Any]) -> str:
+    """UA (n), and the mean CCC when the bundle has dimensions and the corpus ratings."""
+    parts = [f"{100 * metrics['ua']:.2f} (n={metrics['n']})"] if "ua" in metrics else []
+    if dims := metrics.get("dimensions"):
+        parts.append(f"CCC {dims['mean_ccc']:.3f} (n={dims['n']})")
+    return "; ".join(parts) or "–"
 
 
 def cross_corpus_table(
@@ -193,7 +269,7 @@ def cross_corpus_table(
     """Every bundle on every corpus -> `out/cross_corpus.md` (UA in %, n beside it), with each
     evaluation's files in `out/<bundle>__<corpus>/`."""
     header = "| bundle \\ corpus | " + " | ".join(c.name for c in corpora) + " |"
-    lines = ["# Cross-corpus UA (%)", "", header, "|---" * (len(corpora) + 1) + "|"]
+    lines = ["# Cross-corpus UA (%) and mean CCC", "", header, "|---" * (len(corpora) + 1) + "|"]
     for bundle in bundles:
         cells = []
         for corpus in corpora:
@@ -207,12 +283,14 @@ def cross_corpus_table(
                 device,
                 progress,
             )
-            cells.append(f"{100 * metrics['ua']:.2f} (n={metrics['n']})")
+            cells.append(_cell(metrics))
         lines.append(f"| {bundle.name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Rows: {partition}. UA is the mean recall over the classes present in each corpus "
-        "that the bundle can output; rows of other labels are counted in each metrics.json.",
+        "that the bundle can output; rows of other labels are counted in each metrics.json. "
+        "CCC: the mean over arousal, valence and dominance of the rated rows, where the "
+        "bundle has dimensions and the corpus ratings.",
     ]
     path = out / "cross_corpus.md"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """The rows of a bulk run's output: one per file, then one per segment of that file.
 
 Columns, in order: path, kind (file|segment), start_s, end_s, duration_s and speech_s (file
-rows), label, one `p_<label>` per label in the bundle's order, then (only for a bundle with
-dimensions) one column per dimension (arousal, valence, dominance), error (null unless the
+rows), label and one `p_<label>` per label in the bundle's order (only for a bundle with
+categories), then (only for a bundle with dimensions) one column per dimension (arousal,
+valence, dominance), error (null unless the
 file failed; then every other column but path and kind is null). A file row spans the whole file
 (start_s 0, end_s its duration). Every row has every column, so that each format holds a
 table with one schema; speech_s is null when the answer has none.
@@ -30,9 +31,9 @@ TEXT_COLUMNS = frozenset({PATH, KIND, LABEL, ERROR})
 
 def columns(labels: Sequence[str], dimensions: Sequence[str] = ()) -> list[str]:
     """The output's columns, in order, for a bundle with these labels (and dimensions)."""
-    probabilities = [PROBABILITY_PREFIX + label for label in labels]
-    head = [PATH, KIND, START_S, END_S, DURATION_S, SPEECH_S, LABEL]
-    return [*head, *probabilities, *dimensions, ERROR]
+    categories = [LABEL, *(PROBABILITY_PREFIX + label for label in labels)] if labels else []
+    head = [PATH, KIND, START_S, END_S, DURATION_S, SPEECH_S]
+    return [*head, *categories, *dimensions, ERROR]
 
 
 def _row(names: Sequence[str], path: str, kind: str, **values: Any) -> Row:
@@ -41,12 +42,15 @@ def _row(names: Sequence[str], path: str, kind: str, **values: Any) -> Row:
 
 def _scored(labels: Sequence[str], dimensions: Sequence[str], scored: Mapping[str, Any]) -> Row:
     """label, p_<label> and the dimensions of an answer or one of its segments."""
-    probabilities = scored["probabilities"]
     values = scored.get("dimensions") or {}
+    dims = {name: float(values[name]) for name in dimensions}
+    if not labels:  # a dimensions-only bundle
+        return dims
+    probabilities = scored["probabilities"]
     return {
         LABEL: scored["label"],
         **{PROBABILITY_PREFIX + label: float(probabilities[label]) for label in labels},
-        **{name: float(values[name]) for name in dimensions},
+        **dims,
     }
 
 

@@ -295,3 +295,22 @@ def test_a_bundle_with_dimensions_gets_their_columns(bundle_with_dimensions, cor
 
 def test_a_bundle_without_dimensions_has_no_such_columns(rec):
     assert rec.dimensions == [] and "arousal" not in columns(rec.labels, rec.dimensions)
+
+
+def test_a_dimensions_only_bundle_has_no_category_columns(dimensions_only_bundle, corpus, tmp_path):
+    rec = emodistill.load(dimensions_only_bundle, device="cpu")
+    out = tmp_path / "out.csv"
+    paths = [str(corpus["short1"]), str(corpus["text"])]
+    score_files(rec, paths, out, BulkOptions(progress=False))
+    names = ["arousal", "valence", "dominance"]
+    assert output_columns(out) == [
+        "path", "kind", "start_s", "end_s", "duration_s", "speech_s", *names, "error"
+    ]  # fmt: skip
+    groups = by_file(list(read_rows(out)))
+    answer = rec.predict(paths[0])
+    assert answer.dimensions is not None
+    for name in names:
+        assert groups[paths[0]][0][name] == pytest.approx(
+            getattr(answer.dimensions, name), abs=1e-5
+        )
+    assert groups[paths[1]][0]["error"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import emodistill
-from emodistill.live import SessionEnded, UtteranceEnd
+from emodistill.live import Interim, SessionEnded, UtteranceEnd
 from tests.emodistill.test_segments import make_conversation
 
 PROBABILITY_TOLERANCE = 1e-5  # float32 logits in other batches, softmax in float64
@@ -53,6 +53,38 @@ def test_stream_in_process_is_predict(bundle, conversation):
     )
     for k, p in offline.probabilities.items():
         assert answer.probabilities[k] == pytest.approx(p, abs=PROBABILITY_TOLERANCE)
+
+
+@pytest.mark.parametrize("which", ["bundle_with_dimensions", "dimensions_only_bundle"])
+def test_stream_events_carry_the_dimensions(which, request, conversation):
+    """Every interim and utterance.end has the dimensions of the span, as /predict's segment
+    has them; a dimensions-only bundle's events have no label or probabilities at all."""
+    rec = emodistill.load(request.getfixturevalue(which), device="cpu")
+    offline = rec.predict(conversation)
+
+    async def events() -> list:
+        frames = pcm_frames(conversation, 1)
+        return [e async for e in rec.stream(frames, encoding="f32le", interim_ms=500)]
+
+    got = asyncio.run(events())
+    ends = [e for e in got if isinstance(e, UtteranceEnd)]
+    interims = [e for e in got if isinstance(e, Interim)]
+    assert offline.segments is not None and len(ends) == len(offline.segments) and interims
+    for end, seg in zip(ends, offline.segments, strict=True):
+        assert end.dimensions is not None and seg.dimensions is not None
+        for name, value in seg.dimensions.model_dump().items():
+            assert getattr(end.dimensions, name) == pytest.approx(value, abs=PROBABILITY_TOLERANCE)
+    assert all(e.dimensions is not None for e in interims)
+    ended = got[-1]
+    assert isinstance(ended, SessionEnded) and ended.prediction is not None
+    assert ended.prediction.dimensions is not None
+    categories = {"label", "probabilities"}
+    if not rec.labels:
+        for event in [*ends, *interims, ended]:
+            text = event.model_dump_json()
+            assert not categories & set(json.loads(text)), text
+    else:
+        assert all(categories <= set(json.loads(e.model_dump_json())) for e in ends)
 
 
 def test_listen_prints_a_line_per_event_from_stdin(bundle, conversation):

@@ -151,3 +151,19 @@ def test_scoring_splits_logits_from_dimensions_and_weights_by_duration():
     assert answer["probabilities"]["a"] == pytest.approx((p0[0] + 3 * p1[0]) / 4, abs=1e-12)
     [plain] = combine([plan], [r[:2] for r in rows], ["a", "b"], 16_000)
     assert plain["dimensions"] is None and plain["probabilities"] == answer["probabilities"]
+
+
+def test_a_dimensions_only_bundle_answers_dimensions_alone(dimensions_only_bundle):
+    """No label and no probabilities (None, and absent from the dict), the dimensions as the
+    service answers them, bit for bit."""
+    rec = emodistill.load(dimensions_only_bundle, device="cpu")
+    assert rec.labels == [] and rec.dimensions == ["arousal", "valence", "dominance"]
+    clip = wav_bytes(1.5)
+    answer = rec.predict(clip)
+    assert answer.label is None and answer.probabilities is None
+    assert answer.dimensions is not None
+    assert "label" not in answer.model_dump() and "probabilities" not in answer.model_dump()
+    settings = Settings(model=dimensions_only_bundle, device="cpu", warmup=False)
+    with TestClient(create_app(settings)) as client:
+        served = client.post("/predict", content=clip, headers={"content-type": "audio/wav"})
+    assert served.content == answer.model_dump_json().encode()

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from emodistill import live
 from emodistill.bundle import TrainingData
-from emodistill.prediction import ModelCard, Prediction, Segment
+from emodistill.prediction import OUTPUT_KEYS, ModelCard, Prediction, Segment
 from service import stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,8 +135,8 @@ def test_each_payload_has_the_models_fields_types_and_bounds(doc, name):
         assert set(theirs.get("required", [])) <= {"type"} == set(ours["required"])
         assert ours["additionalProperties"] is False  # extra="forbid": unknown fields are errors
     else:  # sent with model_dump_json(): every field present, null where the type allows,
-        # but the dimensions, whose key is left out for a bundle without them
-        absent_when_none = {"dimensions"}
+        # but an output the bundle lacks, whose key is left out (prediction.OUTPUT_KEYS)
+        absent_when_none = set(OUTPUT_KEYS)
         assert set(ours["required"]) == set(theirs["properties"]) - absent_when_none
     for field, schema in theirs["properties"].items():
         mine = ours["properties"][field]

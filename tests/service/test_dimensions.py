@@ -190,3 +190,54 @@ def test_a_version_2_bundle_answers_byte_for_byte_as_before(version_2_bundle, bu
     # The same model declared as version 3 without dimensions answers the same bytes.
     with client_for(bundle) as client:
         assert post_wav(client, wav_bytes(1.5)).content == raw.content
+
+
+# --- a dimensions-only bundle: no label, no probabilities, in every answer --------------------
+
+
+def test_a_dimensions_only_bundle_answers_dimensions_alone(dimensions_only_bundle):
+    """/predict, per segment too: the graph's one output, and no category keys at all."""
+    samples = sf.read(io.BytesIO(wav_bytes(1.5)), dtype="float32")[0]
+    values, mask = pad_batch([samples])
+    [dims] = make_session(dimensions_only_bundle / MODEL_FP32).run(
+        None, {INPUT_VALUES: values, ATTENTION_MASK: mask}
+    )
+    with client_for(dimensions_only_bundle, **WINDOWS) as client:
+        one = post_wav(client, wav_bytes(1.5)).json()
+        long = post_wav(client, wav_bytes(5.5)).json()
+    assert list(one) == [
+        "dimensions",
+        "duration_s",
+        "speech_s",
+        "segmentation",
+        "segments",
+        "model",
+    ]
+    assert [one["dimensions"][n] for n in DIMENSION_NAMES] == pytest.approx(dims[0], abs=1e-6)
+    assert len(long["segments"]) == 5
+    for segment in long["segments"]:
+        assert list(segment) == ["start_s", "end_s", "dimensions"]
+    assert one["model"]["dimensions"]["names"] == list(DIMENSION_NAMES)
+
+
+def test_a_dimensions_only_bundle_has_one_v2_tensor(dimensions_only_bundle):
+    x = sf.read(io.BytesIO(wav_bytes(1.0)), dtype="float32")[0]
+    request = {"inputs": [{"name": "audio", "shape": [1, len(x)], "datatype": "FP32",
+                           "data": x.tolist()}]}  # fmt: skip
+    with client_for(dimensions_only_bundle) as client:
+        meta = client.get("/v2/models/emodistill").json()
+        answer = client.post("/v2/models/emodistill/infer", json=request).json()
+        one = post_wav(client, wav_bytes(1.0)).json()
+    assert [o["name"] for o in meta["outputs"]] == ["dimensions"]
+    assert meta["parameters"]["labels"] == []
+    [dims] = answer["outputs"]
+    assert dims["name"] == "dimensions" and dims["shape"] == [1, 3]
+    assert dims["data"] == pytest.approx([one["dimensions"][n] for n in DIMENSION_NAMES])
+
+
+def test_the_schemas_say_category_keys_may_be_absent(bundle_with_dimensions):
+    with client_for(bundle_with_dimensions) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("Prediction", "Segment"):
+        assert not {"label", "probabilities"} & set(schemas[model].get("required", []))
+        assert "dimensions-only" in schemas[model]["properties"]["label"]["description"]

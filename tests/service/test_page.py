@@ -328,6 +328,28 @@ def test_an_answer_without_dimensions_draws_none(page, tmp_path):
     assert "arousal" not in page.inner_text("#segments")
 
 
+def test_a_dimensions_only_answer_draws_the_dimensions_alone(page, tmp_path):
+    """A dimensions-only model's answer (no label, no probabilities, per segment too)."""
+    answer = _with_dimensions(FULL_ANSWER)
+    answer = {k: v for k, v in answer.items() if k not in ("label", "probabilities")}
+    answer["segments"] = [
+        {k: v for k, v in s.items() if k not in ("label", "probabilities")}
+        for s in answer["segments"]
+    ]
+    page.route("**/predict", lambda route: route.fulfill(json=answer))
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(wav_bytes(12.0))
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#dim-bars .bar, #status.error", timeout=20_000)
+    assert not page.is_visible("#status.error"), page.inner_text("#status")
+    assert page.inner_text("#status").startswith("arousal 0.55, valence 0.25, dominance 0.60")
+    assert page.query_selector_all("#bars .bar") == []
+    assert page.is_visible("#dims") and page.is_visible("#timeline")
+    assert len(page.query_selector_all("#plane .segment-point")) == 3
+    assert "undefined" not in page.inner_text("#segments") + page.inner_text("#timeline")
+    page.screenshot(path=str(tmp_path / "page_dimensions_only.png"), full_page=True)
+
+
 @pytest.mark.parametrize(
     ("model", "expected"),
     [

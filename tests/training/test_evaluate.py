@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -183,3 +184,61 @@ def test_labels_the_bundle_cannot_output_are_counted_not_scored():
     assert metrics["n"] == 2 and metrics["unknown_labels"] == {"boredom": 1, "fear": 2}
     assert metrics["confusion"] == [[0, 1], [0, 1]] and metrics["ua"] == pytest.approx(0.5)
     assert metrics["per_class_recall"] == {"angry": 0.0, "sad": 1.0}
+
+
+# --- dimensions: CCC over the rated rows ---------------------------------------------------
+
+
+def write_rated_corpus(folder: Path, labelled: bool) -> Path:
+    """A prepared folder of 8 tones whose ratings rise with pitch (two rows unrated)."""
+    from training.corpus.manifest import RatingOrigin, write_manifest
+
+    rows = []
+    for i in range(8):
+        path = folder / "wav" / f"{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), tone(0.8 + 0.1 * i, freq_hz=150.0 + 40 * i), 16_000)
+        rated = i not in (2, 5)
+        a, v, d = (0.1 * i, 1.0 - 0.1 * i, 0.05 * i + 0.2) if rated else (None, None, None)
+        label = ("neutral", "angry", "sad", "happy")[i % 4] if labelled else ""
+        rows.append(Utterance(f"u{i}", str(path), label, f"s{i % 2}", "1", "", 1.0, "", a, v, d))
+    labels = ["neutral", "angry", "sad", "happy"] if labelled else []
+    write_manifest(rows, folder, labels, RatingOrigin(source="test tones"))
+    return folder
+
+
+@pytest.mark.parametrize("which", ["bundle_with_dimensions", "dimensions_only_bundle"])
+def test_evaluate_reports_ccc_per_dimension_over_the_rated_rows(which, request, tmp_path, capsys):
+    """metrics.json's CCC is Lin's CCC of predictions.csv's columns over the rated rows, and
+    those columns are the Python API's answers; a dimensions-only bundle gets no UA."""
+    import emodistill
+    from training.metrics import concordance
+
+    bundle = request.getfixturevalue(which)
+    corpus = write_rated_corpus(tmp_path / "corpus", labelled=which == "bundle_with_dimensions")
+    out = tmp_path / "eval"
+    main(["evaluate", "--model", str(bundle), "--corpus", str(corpus), "--partition", "all",
+          "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    dims = metrics["dimensions"]
+    assert dims["n"] == 6 and list(dims["ccc"]) == ["arousal", "valence", "dominance"]
+    with (out / "predictions.csv").open() as f:
+        table = list(csv.DictReader(f))
+    rec = emodistill.load(bundle, device="cpu")
+    for row in table:
+        answer = rec.predict(str(corpus / "wav" / f"{row['utt_id'][1:]}.wav"))
+        assert answer.dimensions is not None
+        assert float(row["arousal"]) == pytest.approx(answer.dimensions.arousal, abs=1e-5)
+    for name in ("arousal", "valence", "dominance"):
+        rated = [r for r in table if r[f"{name}_rated"]]
+        expected = concordance(
+            [float(r[name]) for r in rated], [float(r[f"{name}_rated"]) for r in rated]
+        )
+        assert dims["ccc"][name] == pytest.approx(expected, abs=1e-4)  # 5-decimal CSV values
+    printed = capsys.readouterr().out
+    assert "CCC over 6 rated rows" in printed
+    if which == "dimensions_only_bundle":
+        assert "ua" not in metrics and not (out / "confusion_matrix.png").exists()
+        assert "predicted" not in table[0]
+    else:
+        assert metrics["n"] == 8 and (out / "confusion_matrix.png").is_file()
