@@ -153,7 +153,8 @@ def report_section(results: Results, model: str) -> list[str]:
         f"process per batch; audio-s/s the best of {r['repeats']}, the machine shared). The "
         "batch is what the batching rule cuts from equal clips under each cap "
         f"(`max_batch_audio_s`; default {r['default_cap_s']:g} s, at most "
-        f"{r['max_batch_size']} clips); peak is the process's VmHWM after it.",
+        f"{r['max_batch_size']} clips); peak is the process's VmHWM after it."
+        + (f" {r['note']}" if r.get("note") else ""),
         "",
         "| bundle | clip s | cap s | clips | padded s | loaded MiB | peak MiB | audio-s/s |",
         "|---|---|---|---|---|---|---|---|",

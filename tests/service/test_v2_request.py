@@ -34,7 +34,7 @@ def _body(data: object, shape: list[int], extra: str = "") -> bytes:
     return json.dumps({"id": "r", "inputs": [tensor]}).encode()[:-1] + extra.encode() + b"}"
 
 
-def test_random_samples_parse_to_the_same_float32_bits(monkeypatch):
+def test_random_samples_parse_to_the_same_float32_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     # json.dumps writes float32 samples as their float64 repr (17 digits), as tritonclient does;
     # shortest reprs, integers, subnormals and the full-scale limit are added.
     rng = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def test_random_samples_parse_to_the_same_float32_bits(monkeypatch):
         "[1000.5, 0.5]",  # beyond the amplitude limit
     ],
 )
-def test_refusals_are_the_same(monkeypatch, data):
+def test_refusals_are_the_same(monkeypatch: pytest.MonkeyPatch, data: str) -> None:
     tensor = '{"name": "audio", "shape": [2], "datatype": "FP32", "data": ' + data + "}"
     body = ('{"id": "r", "inputs": [' + tensor + "]}").encode()
     fast, slow = _outcome(body, monkeypatch, True), _outcome(body, monkeypatch, False)
@@ -83,9 +83,9 @@ def test_refusals_are_the_same(monkeypatch, data):
         b"[" * 17 + b"]" * 17,  # deeper than MAX_JSON_DEPTH
     ],
 )
-def test_edge_documents_get_json_verdict(monkeypatch, body):
+def test_edge_documents_get_json_verdict(monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
     assert _outcome(body, monkeypatch, True) == _outcome(body, monkeypatch, False)
 
 
-def test_the_fast_parser_is_the_one_used_when_installed():
+def test_the_fast_parser_is_the_one_used_when_installed() -> None:
     assert v2_request._FAST_LOADS is orjson.loads
