@@ -27,6 +27,7 @@ PEERS = (
     "--base-requests 64"
 )
 ENGINE_CPU = "--devices cpu --preset"
+BATCH_MEMORY = f"--bundle {{model}} --bundle {BASE_BUNDLE} --caps-s 64,96,128 --clips-s 3,10,30"
 QUICK: Settings = {
     "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8 --lengths-s 2"),
     "engine_tiny": ("engine.py", f"{ENGINE_CPU} tiny --batch-sizes 1,8,32 --lengths-s 2"),
@@ -41,6 +42,7 @@ QUICK: Settings = {
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 150 --repeats 2"),
     "cpu_peak": ("cpu_peak.py", CPU_PEAK + " --batch-sizes 1,4 --lengths-s 2,6 --repeats 3"),
     "peers": ("peers.py", PEERS + " --requests 512 --repeats 2"),
+    "batch_memory": ("batch_memory.py", BATCH_MEMORY + " --repeats 1"),
 }
 FULL: Settings = {
     "engine": ("engine.py", f"{ENGINE_CPU} base --batch-sizes 1,8,32 --lengths-s 2,6"),
@@ -59,6 +61,7 @@ FULL: Settings = {
     "service_workers": ("service_load.py", SERVICE_WORKERS + " --requests 500 --repeats 3"),
     "cpu_peak": ("cpu_peak.py", CPU_PEAK + " --batch-sizes 1,4,8 --lengths-s 2,6 --repeats 5"),
     "peers": ("peers.py", PEERS + " --requests 1024 --repeats 3"),
+    "batch_memory": ("batch_memory.py", BATCH_MEMORY + " --repeats 3"),
 }
 # The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and
 # compiled; the base bundle's CUDA parity; the service on CUDA; one training step of the

@@ -75,6 +75,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
     at the top: the benchmarks import torch, which `python -m bench` needs only once they ran."""
     from bench import (
         base_bundle,
+        batch_memory,
         bulk,
         cascade,
         cpu_peak,
@@ -102,7 +103,12 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         ("1. Cascade vs student (ms per clip)", [cascade.report_section]),
         (
             "2. Engine",
-            [engine.report_section, cpu_peak.report_section, base_bundle.report_section],
+            [
+                engine.report_section,
+                cpu_peak.report_section,
+                batch_memory.report_section,
+                base_bundle.report_section,
+            ],
         ),
         ("3. Service under load", [service_load.report_section]),
         ("4. Training on a GPU", [train_probe.report_section, _gpu_checklist]),

@@ -50,11 +50,17 @@ class InferenceOptions(BaseModel):
         description="Most clips per model call. Larger: more throughput under load, "
         "more latency for the clips that wait for a long one.",
     )
+    # 96 s lets a full batch of 3 s clips (32, as Triton and LitServe batch) through; 64 s cut
+    # it to 21, and the service lost to both at 256 clients (issue 26). Measured peak of the
+    # engine's process on HuBERT-base, fp32 CPU: 1.9 GB at 64 s, 2.8 GB at 96 s
+    # (bench/batch_memory.py, docs/benchmarks.md).
     max_batch_audio_s: float = Field(
-        64.0,
+        96.0,
         gt=0,
         description="Padded audio per batch (longest clip × clips), in seconds: "
-        "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens.",
+        "bounds memory and the cost of padding, as text-embeddings-inference bounds tokens. "
+        "HuBERT-base on the CPU needs about 23 MB per second of it at the peak; lower on a "
+        "small host.",
     )
     max_audio_s: float = Field(
         600.0,
