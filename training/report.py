@@ -17,7 +17,8 @@ and, when the corpus has dimensional ratings, `"dimensions": {model: {"arousal":
 (held-out CCC per dimension of each model that predicts them), where `Scores.to_dict()` is
 {"wa": float, "ua": float, "confusion": [[int]], "labels": [str]},
 with WA/UA as fractions (not percent) and confusion rows = references, columns = predictions.
-Any model key may be missing from a fold (a variant without that teacher). Folders not named
+Any model key may be missing from a fold (a variant without that teacher); `models` is
+empty for a corpus without categories, whose report holds the CCC tables alone. Folders not named
 `fold_<int>`, and fold folders without metrics.json (a fold still running), are ignored.
 
 A run on several corpora (`corpora.json` in the run folder) also gets the student's figures

@@ -4,7 +4,9 @@ Layout of `runs/<name>/`:
   resolved_config.yaml
   fold_<k>/teachers/{linguistic,prosodic}/   frozen teachers and their cached outputs
   fold_<k>/student/checkpoint/               the student (a Hugging Face folder), best on val
-  fold_<k>/metrics.json                      WA, UA, confusion for both teachers and the student
+  fold_<k>/metrics.json                      WA, UA, confusion for both teachers and the student,
+                                             CCC per dimension where rated (CCC alone for a
+                                             corpus without categories: no UA, no calibration)
   report.md (+ confusion PNGs)
 Ablations and τ sweeps are variants (`variant_dir`) that reuse the run's teachers.
 Under torchrun every rank runs this; rank 0 alone prepares data and trains teachers.

@@ -1,6 +1,7 @@
 """Per-fold training of the two teachers, freezing, and the on-disk cache of their outputs.
 
-Each teacher learns on the fold's training rows, keeps its best epoch by validation UA, is
+Each teacher learns on the fold's training rows, keeps its best epoch by validation UA (the
+mean CCC on a corpus without categories, where it learns only the dimensional head), is
 frozen, and then its logits and embeddings for every row of the fold are written once to
 `out_dir/outputs.npz` (with `metrics.json`, `model.pt`, and what reloading needs). When those
 two files exist, a call returns them without training: re-runs and the student stage never run
