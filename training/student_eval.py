@@ -54,19 +54,6 @@ def score_clips(clips: list[Clip], logits: np.ndarray, labels: list[str]) -> Sco
     return score_logits([clips[i].label for i in labelled], logits[labelled], labels)
 
 
-def evaluate_student(
-    model: EmoDistillStudent,
-    clips: list[Clip],
-    labels: list[str],
-    device: torch.device,
-    max_batch_audio_s: float,
-    autocast: AbstractContextManager[object] | None = None,
-) -> tuple[Scores, np.ndarray]:
-    """Scores and logits [N, C] (float32) of `model` on whole (uncropped) clips."""
-    logits, _ = predict_student(model, clips, len(labels), device, max_batch_audio_s, autocast)
-    return score_clips(clips, logits, labels), logits
-
-
 @dataclass(frozen=True)
 class Validation:
     """One evaluation of the student on the validation clips."""
@@ -82,16 +69,11 @@ class Validation:
         return mean_concordance(self.ccc)
 
 
-def validate_student(
-    model: EmoDistillStudent,
-    clips: list[Clip],
-    labels: list[str],
-    device: torch.device,
-    max_batch_audio_s: float,
-    autocast: AbstractContextManager[object] | None = None,
+def validation_of(
+    clips: list[Clip], labels: list[str], logits: np.ndarray, dims: np.ndarray | None
 ) -> Validation:
-    """Scores over the labelled clips and CCC per dimension over the rated ones."""
-    logits, dims = predict_student(model, clips, len(labels), device, max_batch_audio_s, autocast)
+    """Scores of logits [N, C] over the labelled clips and CCC per dimension of dims [N, 3]
+    (None: no dimensional head) over the rated ones."""
     ccc = None
     if dims is not None:
         ccc = concordance_per_dimension(dims, ratings_of(clips), DIMENSION_NAMES)

@@ -35,7 +35,7 @@ from .dimension_loss import DimensionLoss
 from .distill_loss import EmoDistillLoss
 from .distributed import DistContext
 from .metrics import Scores
-from .student_eval import Validation, evaluate_student, validate_student
+from .student_eval import Validation, predict_student, score_clips, validation_of
 from .trainer_state import TrainerState
 
 if TYPE_CHECKING:
@@ -336,27 +336,24 @@ class StudentTrainer:
         )
 
     # --- evaluation -------------------------------------------------------------------------
-    def _validate(self) -> Validation:
-        return validate_student(
+    def _predict(self, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits [N, C] and dimensions [N, 3] (None without the head) of whole clips."""
+        return predict_student(
             self.model,
-            self.val_clips,
-            self.labels,
+            clips,
+            len(self.labels),
             self.ctx.device,
             self.optim.per_device_batch_size * self.optim.max_train_audio_s,
             self.autocast,
         )
 
-    @torch.no_grad()
+    def _validate(self) -> Validation:
+        return validation_of(self.val_clips, self.labels, *self._predict(self.val_clips))
+
     def evaluate(self, clips: list[Clip]) -> tuple[Scores, np.ndarray]:
         """Uncropped clips in length-sorted batches -> (scores, logits [N, C])."""
-        return evaluate_student(
-            self.model,
-            clips,
-            self.labels,
-            self.ctx.device,
-            self.optim.per_device_batch_size * self.optim.max_train_audio_s,
-            self.autocast,
-        )
+        logits, _ = self._predict(clips)
+        return score_clips(clips, logits, self.labels), logits
 
     # --- state ------------------------------------------------------------------------------
     def _writer(self) -> SummaryWriter | None:

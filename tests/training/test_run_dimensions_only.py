@@ -22,6 +22,7 @@ from export.bundle_writer import CheckpointError, ExportOptions, Limits, export_
 from export.triton import write_triton_repository
 from student.model import DIMENSION_HEAD_FILE
 from tests.conftest import tone, write_tiny_bert
+from tests.training.trainer_fixtures import TINY_STUDENT, tiny_optim
 from training.cli import main
 
 SPEAKERS = ("s1", "s2", "s3", "s4")
@@ -60,20 +61,8 @@ def run_dir(tmp_path_factory) -> Path:
         "corpus": {"kind": "manifest", "csv": str(csv), "prepared_dir": str(root / "corpus")},
         "linguistic": {"encoder": str(write_tiny_bert(root / "bert", WORDS)), "epochs": 2},
         "prosodic": {"channels": [4, 8, 8, 8], "epochs": 2, "batch_size": 8},
-        "student": {
-            "pretrained": None,
-            "preset": "tiny",
-            "freeze_feature_encoder": False,
-            "classifier_proj_size": 16,
-        },
-        "optim": {
-            "global_batch_size": 8,
-            "per_device_batch_size": 8,
-            "epochs": 2,
-            "max_train_audio_s": 1.0,
-            "num_workers": 0,
-            "lr": 1e-3,
-        },
+        "student": TINY_STUDENT,
+        "optim": tiny_optim(global_batch=8, epochs=2, max_train_audio_s=1.0),
     }
     path = root / "rated.yaml"
     path.write_text(yaml.safe_dump(config))
