@@ -153,3 +153,10 @@ def test_a_checkpoint_with_neither_categories_nor_dimensions_is_refused(
     with pytest.raises(CheckpointError, match=r"neither categories .* nor dimensions"):
         export_bundle(checkpoint, tmp_path / "bundle", ExportOptions())
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("command", ["ablate", "sweep-tau"])
+def test_ablation_and_sweep_say_why_they_cannot_compare_ua(run_dir: Path, command: str):
+    config = run_dir.parent.parent / "rated.yaml"
+    with pytest.raises(ValueError, match="no categories"):
+        main([command, "--config", str(config), "--quiet"])
