@@ -33,10 +33,11 @@ class Clip:
 
 
 def ratings_of(clips: Sequence[Clip]) -> np.ndarray:
-    """[N, 3] float32 in DIMENSION_NAMES' order; NaN rows for unrated clips."""
+    """[N, 3] float64 (the ratings as given, for CCC) in DIMENSION_NAMES' order; NaN rows for
+    unrated clips."""
     unrated = (np.nan, np.nan, np.nan)
     rows = [c.dimensions if c.dimensions is not None else unrated for c in clips]
-    return np.array(rows, np.float32).reshape(-1, 3)
+    return np.array(rows, np.float64).reshape(-1, 3)
 
 
 class ClipDataset(Dataset):
