@@ -41,7 +41,12 @@ from emodistill.bundle import (
     sha256_of,
 )
 from student.encoders import FAMILIES, SpeechClassifier
-from student.model import DimensionHead, load_classifier, load_dimension_head
+from student.model import (
+    DIMENSION_HEAD_FILE,
+    DimensionHead,
+    load_classifier,
+    load_dimension_head,
+)
 
 from . import onnx_graph, parity, quantize
 
@@ -107,8 +112,13 @@ def check_checkpoint(checkpoint: Path, expected_labels: list[str] | None = None)
         )
     id2label = config.get("id2label", {})
     labels = [id2label.get(str(i)) for i in range(len(id2label))]
-    if None in labels or len(labels) != config.get("num_labels", len(labels)) or len(labels) < 2:
+    if None in labels or len(labels) != config.get("num_labels", len(labels)) or len(labels) == 1:
         raise CheckpointError(f"{checkpoint}: id2label {id2label} is not a label for each output")
+    if not labels and not (checkpoint / DIMENSION_HEAD_FILE).is_file():
+        raise CheckpointError(
+            f"{checkpoint} has neither categories (no labels) nor dimensions (no "
+            f"{DIMENSION_HEAD_FILE}): a bundle needs one or both, there is nothing to export"
+        )
     if expected_labels is not None and labels != expected_labels:
         raise CheckpointError(f"{checkpoint}: labels {labels} do not match {expected_labels}")
     rate = json.loads((checkpoint / PREPROCESSOR_CONFIG).read_text()).get("sampling_rate")
@@ -137,8 +147,8 @@ def _torch_reference(
     model: SpeechClassifier, do_normalize: bool, dimension_head: DimensionHead | None = None
 ) -> Callable[[np.ndarray], parity.Outputs]:
     """The checkpoint as transformers runs it (after its preprocessor), on one raw clip:
-    logits [1, C] and, with a dimensional head, dimensions [1, 3] of the pooled embedding
-    transformers' own forward hands its classifier."""
+    logits [1, C] (unless it has no labels) and, with a dimensional head, dimensions [1, 3]
+    of the pooled embedding transformers' own forward hands its classifier."""
     pooled: list[torch.Tensor] = []
     model.classifier.register_forward_hook(lambda _m, inputs, _out: pooled.append(inputs[0]))
 
@@ -147,7 +157,7 @@ def _torch_reference(
         values = torch.from_numpy(normalize_clip(clip) if do_normalize else clip)[None]
         pooled.clear()
         logits = model(values, attention_mask=torch.ones_like(values, dtype=torch.long)).logits
-        out = {LOGITS: logits.numpy()}
+        out = {LOGITS: logits.numpy()} if logits.shape[-1] else {}
         if dimension_head is not None:
             out[DIMENSIONS] = dimension_head(pooled[0]).numpy()
         return out
@@ -219,9 +229,9 @@ def _agreement_clips(options: ExportOptions) -> list[np.ndarray]:
 
 def write_int8(work: Path, options: ExportOptions) -> list[dict[str, Any]]:
     """Quantise `work`'s fp32 graph by each of options.int8_methods in turn and keep the
-    first whose argmax agreement with fp32 (and, in a graph with dimensions, max |Δdimension|)
-    passes the limits as MODEL_INT8; none passing leaves no int8 file (int8 is opt-in: the
-    default answers never depend on it). Returns each try's figures."""
+    first whose argmax agreement with fp32 (in a graph with logits) and max |Δdimension| (in
+    a graph with dimensions) pass the limits as MODEL_INT8; none passing leaves no int8 file
+    (int8 is opt-in: the default answers never depend on it). Returns each try's figures."""
     clips = _agreement_clips(options)
     base = parity.outputs_batched(parity.session(work / MODEL_FP32), clips, 16)
     limits = options.limits
@@ -231,7 +241,7 @@ def write_int8(work: Path, options: ExportOptions) -> list[dict[str, Any]]:
         int8 = parity.outputs_batched(parity.session(work / MODEL_INT8), clips, 16)
         figure: dict[str, Any] = {"method": method, **parity.agreement_of(int8, base)}
         figure["kept"] = (
-            figure["argmax_agreement"] >= limits.int8_argmax_agreement
+            figure.get("argmax_agreement", 1.0) >= limits.int8_argmax_agreement
             and figure.get("max_abs_dimension", 0.0) <= limits.int8_dimension
         )
         tries.append(figure)
@@ -275,6 +285,7 @@ def export_bundle(
     record = read_training_record(checkpoint)
     model, do_normalize = load_classifier(checkpoint)
     dimension_head = load_dimension_head(checkpoint)
+    labels = _labels(config)  # [] for a student trained on dimensions only
     work = out.parent / f".{out.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -282,7 +293,7 @@ def export_bundle(
         timings: dict[str, float] = {}
         start = time.perf_counter()
         onnx_graph.export_fp32(
-            model, work / MODEL_FP32, SAMPLE_RATE_HZ, do_normalize, dimension_head
+            model, work / MODEL_FP32, SAMPLE_RATE_HZ, do_normalize, dimension_head, bool(labels)
         )
         timings["export_fp32_s"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -301,7 +312,7 @@ def export_bundle(
                 **int8_tries[-1],
             }
             figures["int8_tries"] = int8_tries
-        if options.naive_contrast:
+        if options.naive_contrast and labels:  # a contrast of probabilities: needs logits
             figures["naive_batched_vs_alone"] = _naive_figure(model, work, do_normalize, options)
         figures["limits"] = options.limits.__dict__
         figures["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -313,7 +324,7 @@ def export_bundle(
         metadata = BundleMetadata(
             name=options.name,
             version=options.version,
-            labels=_labels(config),
+            labels=labels,
             sample_rate_hz=SAMPLE_RATE_HZ,
             do_normalize=do_normalize,
             normalized_in_graph=True,
@@ -321,7 +332,7 @@ def export_bundle(
                 TensorSpec(name=INPUT_VALUES, dtype="float32", shape=["batch", "samples"]),
                 TensorSpec(name=ATTENTION_MASK, dtype="int64", shape=["batch", "samples"]),
             ],
-            outputs=_outputs(len(config["id2label"]), dimension_head),
+            outputs=_outputs(len(labels), dimension_head),
             opset=onnx_graph.OPSET,
             files={p.name: sha256_of(p) for p in sorted(work.iterdir())},
             source={
@@ -354,8 +365,11 @@ def export_bundle(
 
 
 def _outputs(n_labels: int, dimension_head: DimensionHead | None) -> list[TensorSpec]:
-    """The graphs' outputs as bundle.json declares them: logits, then any dimensions."""
-    specs = [TensorSpec(name=LOGITS, dtype="float32", shape=["batch", n_labels])]
+    """The graphs' outputs as bundle.json declares them: logits (unless there are no labels),
+    then any dimensions."""
+    specs = []
+    if n_labels:
+        specs.append(TensorSpec(name=LOGITS, dtype="float32", shape=["batch", n_labels]))
     if dimension_head is not None:
         shape: list[str | int] = ["batch", len(dimension_head.names)]
         specs.append(TensorSpec(name=DIMENSIONS, dtype="float32", shape=shape))

@@ -3,7 +3,8 @@
 The exported module is `student.batch_invariant.classify`, so a clip's logits do not depend
 on what it is batched with, and the preprocessor's normalisation is inside the graph: every
 consumer feeds raw audio. A student with a dimensional head gets a second output,
-`dimensions` [batch, 3], from the same pooled embedding as the logits. The naive export
+`dimensions` [batch, 3], from the same pooled embedding as the logits; a student trained
+without categories (no labels) has that output alone. The naive export
 (transformers' own forward, one input, as optimum's default configs have it) is kept only to
 measure what it gets wrong.
 Knows nothing of bundles or parity thresholds.
@@ -31,15 +32,23 @@ FP32_OPS = ["LayerNormalization", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div
 
 class BatchInvariantClassifier(torch.nn.Module):
     """(input_values [B, S] float32 raw audio, attention_mask [B, S] int64) -> logits [B, C],
-    or (logits [B, C], dimensions [B, 3]) with a dimensional head."""
+    or (logits [B, C], dimensions [B, 3]) with a dimensional head, or dimensions [B, 3] alone
+    when not `categorical` (a student trained without labels)."""
 
     def __init__(
-        self, model: SpeechClassifier, normalize: bool, dimension_head: DimensionHead | None = None
+        self,
+        model: SpeechClassifier,
+        normalize: bool,
+        dimension_head: DimensionHead | None = None,
+        categorical: bool = True,
     ):
         super().__init__()
+        if not categorical and dimension_head is None:
+            raise ValueError("a graph needs categories, dimensions or both; this has neither")
         self.model = model
         self.normalize = normalize
         self.dimension_head = dimension_head
+        self.categorical = categorical
 
     def forward(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor
@@ -47,11 +56,14 @@ class BatchInvariantClassifier(torch.nn.Module):
         logits, embedding = classify(self.model, input_values, attention_mask, self.normalize)
         if self.dimension_head is None:
             return logits
-        return logits, self.dimension_head(embedding)
+        dimensions = self.dimension_head(embedding)
+        return (logits, dimensions) if self.categorical else dimensions
 
     @property
     def output_names(self) -> list[str]:
-        return [LOGITS] if self.dimension_head is None else [LOGITS, DIMENSIONS]
+        """The graph's outputs in order (bundle.json's `outputs` lists them so)."""
+        names = [LOGITS] if self.categorical else []
+        return names + ([DIMENSIONS] if self.dimension_head is not None else [])
 
 
 class NaiveClassifier(torch.nn.Module):
@@ -106,10 +118,12 @@ def export_fp32(
     sample_rate_hz: int,
     normalize: bool,
     dimension_head: DimensionHead | None = None,
+    categorical: bool = True,
 ) -> None:
     """The batch-invariant graph; `normalize`: the preprocessor's do_normalize, in the graph;
-    `dimension_head`: the second output, `dimensions`, when given."""
-    module = BatchInvariantClassifier(model, normalize, dimension_head)
+    `dimension_head`: the output `dimensions`, when given; `categorical` False: no `logits`
+    output (a student without labels)."""
+    module = BatchInvariantClassifier(model, normalize, dimension_head, categorical)
     _export(
         module,
         example_inputs(sample_rate_hz),

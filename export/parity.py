@@ -1,7 +1,8 @@
 """Parity figures: ONNX vs PyTorch, batched vs alone, fp16 and int8 vs fp32.
 
-Every figure covers every output of the graph: the logits (as probabilities) and, in a
-graph that has them, the dimensions (max |Δ| on their own (0, 1) scale).
+Every figure covers every output of the graph: the logits (as probabilities) and the
+dimensions (max |Δ| on their own (0, 1) scale), each where the graph has it (a graph may
+have logits, dimensions or both).
 
 Probe clips are synthetic but speech-like (a harmonic voice with a wandering pitch,
 syllable-rate loudness and noise), so checks need no corpus. Every figure is a plain
@@ -18,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from emodistill.audio import pad_batch as pad
-from emodistill.bundle import ATTENTION_MASK, DIMENSIONS, INPUT_VALUES
+from emodistill.bundle import ATTENTION_MASK, DIMENSIONS, INPUT_VALUES, LOGITS
 from emodistill.runtime import make_session
 from emodistill.scoring import softmax
 
@@ -87,12 +88,19 @@ def max_abs_dimension(candidate: Outputs, baseline: Outputs) -> dict[str, float]
     return {"max_abs_dimension": float(np.abs(candidate[DIMENSIONS] - baseline[DIMENSIONS]).max())}
 
 
+def max_abs_probability(candidate: Outputs, baseline: Outputs) -> dict[str, float]:
+    """{"max_abs_probability": max |Δsoftmax(logits)|} when both have logits; {} otherwise."""
+    if LOGITS not in candidate or LOGITS not in baseline:
+        return {}
+    delta = np.abs(softmax(candidate[LOGITS]) - softmax(baseline[LOGITS])).max()
+    return {"max_abs_probability": float(delta)}
+
+
 def invariance(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> dict[str, float]:
-    """All clips in one padded batch vs each clip alone: max |Δprobability| and, in a graph
-    with dimensions, max |Δdimension|."""
+    """All clips in one padded batch vs each clip alone: max |Δprobability| and max
+    |Δdimension|, of the outputs the graph has."""
     batched, alone = outputs_batched(session, clips, len(clips)), outputs_alone(session, clips)
-    probability = np.abs(softmax(_first(batched)) - softmax(_first(alone))).max()
-    return {"max_abs_probability": float(probability), **max_abs_dimension(batched, alone)}
+    return {**max_abs_probability(batched, alone), **max_abs_dimension(batched, alone)}
 
 
 def batch_invariance(session: ort.InferenceSession, clips: Sequence[np.ndarray]) -> float:
@@ -107,12 +115,14 @@ def against_reference(
     prepare: Callable[[np.ndarray], np.ndarray] = lambda clip: clip,
 ) -> dict[str, float]:
     """The ONNX model fed `prepare(clip)` vs `reference(clip)` (output name -> [1, width]),
-    clip by clip: max |Δlogit| and, with dimensions, max |Δdimension|."""
+    clip by clip: max |Δlogit| and max |Δdimension|, of the outputs the graph has."""
     ours = outputs_alone(session, [prepare(c) for c in clips])
     runs = [reference(c) for c in clips]
     theirs = {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
-    logit = float(np.abs(_first(ours) - _first(theirs)).max())
-    return {"max_abs_logit": logit, **max_abs_dimension(ours, theirs)}
+    logit = {}
+    if LOGITS in ours and LOGITS in theirs:
+        logit = {"max_abs_logit": float(np.abs(ours[LOGITS] - theirs[LOGITS]).max())}
+    return {**logit, **max_abs_dimension(ours, theirs)}
 
 
 def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
@@ -124,11 +134,11 @@ def agreement(candidate: Logits, baseline: Logits) -> dict[str, float]:
 
 
 def agreement_of(candidate: Outputs, baseline: Outputs) -> dict[str, float]:
-    """`agreement` of the logits, plus max |Δdimension| when both have dimensions."""
-    return {
-        **agreement(_first(candidate), _first(baseline)),
-        **max_abs_dimension(candidate, baseline),
-    }
+    """`agreement` of the logits and max |Δdimension|, of the outputs both have."""
+    logits = {}
+    if LOGITS in candidate and LOGITS in baseline:
+        logits = agreement(candidate[LOGITS], baseline[LOGITS])
+    return {**logits, **max_abs_dimension(candidate, baseline)}
 
 
 def session(path: Path, cuda: bool = False) -> ort.InferenceSession:

@@ -37,23 +37,23 @@ def write_triton_repository(
             f"{bundle} leaves its input normalisation to the caller (bundle version "
             f"{metadata.bundle_version}); Triton clients send raw audio: export it again"
         )
+    labels, dims = metadata.labels, metadata.dimension_names
+    if not labels and not dims:
+        raise BundleError(f"{bundle} declares neither categories nor dimensions: no output")
     model_dir = repo / model_name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy2(bundle / (MODEL_FP16 if gpu else MODEL_FP32), model_dir / "1" / "model.onnx")
-    (model_dir / "labels.txt").write_text("\n".join(metadata.labels) + "\n")
     kind = "KIND_GPU" if gpu else "KIND_CPU"
-    n_labels = len(metadata.labels)
-    first = (
-        f'{{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ {n_labels} ] '
-        'label_filename: "labels.txt" }'
-    )
-    dims = metadata.dimension_names
-    # A version-3 bundle's second output; its names and scale are in bundle.json.
-    second = (
-        f',\n  {{ name: "{DIMENSIONS}" data_type: TYPE_FP32 dims: [ {len(dims)} ] }}'
-        if dims
-        else ""
-    )
+    outputs = []
+    if labels:  # a bundle trained on dimensions only has no logits and no labels.txt
+        (model_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+        outputs.append(
+            f'{{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ {len(labels)} ] '
+            'label_filename: "labels.txt" }'
+        )
+    if dims:  # a version-3 bundle's dimensions; their names and scale are in bundle.json
+        outputs.append(f'{{ name: "{DIMENSIONS}" data_type: TYPE_FP32 dims: [ {len(dims)} ] }}')
+    output_lines = ",\n  ".join(outputs)
     # cudnn_conv_algo_search 1 = HEURISTIC: EXHAUSTIVE re-benchmarks every new audio length.
     cuda = (
         '\nparameters { key: "cudnn_conv_algo_search" value: { string_value: "1" } }' if gpu else ""
@@ -66,7 +66,7 @@ input [
   {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ] }}
 ]
 output [
-  {first}{second}
+  {output_lines}
 ]
 dynamic_batching {{
   preferred_batch_size: [ {max(1, max_batch_size // 4)}, {max_batch_size} ]

@@ -61,6 +61,15 @@ def _run_variant(
     return [m for m in load_fold_metrics(out) if m["fold"] in folds]
 
 
+def _require_categories(exp: Experiment, command: str) -> None:
+    """Both commands compare UA across variants; a corpus rated only in dimensions has none."""
+    if not exp.labels:
+        raise ValueError(
+            f"{command} compares the student's UA across variants, and this corpus has no "
+            "categories (rated in dimensions only); `run` reports its CCC per dimension"
+        )
+
+
 def _student(metrics: list[dict], model: str = "student") -> tuple[MeanStd, MeanStd]:
     scores = [m["models"][model] for m in metrics]
     return mean_std([s["wa"] for s in scores]), mean_std([s["ua"] for s in scores])
@@ -75,6 +84,7 @@ def ablate(
 ) -> Path:
     """Train every Table 2 variant; write runs/<name>/ablation.md. Returns its path."""
     exp = Experiment(run, device, progress)
+    _require_categories(exp, "ablate")
     chosen = select_folds(folds if folds is not None else run.folds, len(exp.folds))
     results: dict[str, tuple[MeanStd, MeanStd]] = {}
     for name in variants:
@@ -104,6 +114,7 @@ def sweep_tau(
 ) -> Path:
     """Fig. 2: τ_P swept without the linguistic teacher, τ_L without the prosodic one."""
     exp = Experiment(run, device, progress)
+    _require_categories(exp, "sweep-tau")
     chosen = select_folds(folds if folds is not None else run.folds, len(exp.folds))
     curves: dict[str, list[tuple[float, MeanStd]]] = {"prosodic": [], "linguistic": []}
     for tau in taus:

@@ -32,6 +32,14 @@ class Clip:
     dimensions: tuple[float, float, float] | None = None  # DIMENSION_NAMES' order; None: unrated
 
 
+def ratings_of(clips: Sequence[Clip]) -> np.ndarray:
+    """[N, 3] float64 (the ratings as given, for CCC) in DIMENSION_NAMES' order; NaN rows for
+    unrated clips."""
+    unrated = (np.nan, np.nan, np.nan)
+    rows = [c.dimensions if c.dimensions is not None else unrated for c in clips]
+    return np.array(rows, np.float64).reshape(-1, 3)
+
+
 class ClipDataset(Dataset):
     """Decoded audio [samples], randomly cropped to `max_samples` when training."""
 

@@ -76,6 +76,18 @@ def score(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -
     return Scores(weighted_accuracy(cm), unweighted_accuracy(cm), cm.tolist(), list(labels))
 
 
+def score_logits(y_true: Sequence[int], logits: np.ndarray, labels: Sequence[str]) -> Scores:
+    """Scores of the argmax of logits [N, C] against y_true [N]. No rows (a corpus without
+    categories, C = 0) gives NaN WA and UA rather than an argmax of nothing."""
+    predicted = logits.argmax(axis=1).tolist() if len(y_true) else []
+    return score(y_true, predicted, labels)
+
+
+def mean_concordance(ccc: dict[str, float]) -> float:
+    """The mean CCC over dimensions: what early stopping maximises without categories."""
+    return float(np.mean(list(ccc.values())))
+
+
 @dataclass(frozen=True)
 class MeanStd:
     mean: float

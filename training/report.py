@@ -17,7 +17,8 @@ and, when the corpus has dimensional ratings, `"dimensions": {model: {"arousal":
 (held-out CCC per dimension of each model that predicts them), where `Scores.to_dict()` is
 {"wa": float, "ua": float, "confusion": [[int]], "labels": [str]},
 with WA/UA as fractions (not percent) and confusion rows = references, columns = predictions.
-Any model key may be missing from a fold (a variant without that teacher). Folders not named
+Any model key may be missing from a fold (a variant without that teacher); `models` is
+empty for a corpus without categories, whose report holds the CCC tables alone. Folders not named
 `fold_<int>`, and fold folders without metrics.json (a fold still running), are ignored.
 
 A run on several corpora (`corpora.json` in the run folder) also gets the student's figures
@@ -129,7 +130,20 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
     warnings = sorted({w for f in folds for w in f.get("warnings", [])})
     if warnings:
         lines += ["## Warnings", "", *(f"- {w}" for w in warnings), ""]
-    lines += ["## Per fold (WA and UA in %)", ""]
+    if models:  # a corpus without categories has no WA/UA to tabulate, only CCC
+        lines += _categorical_sections(run_dir, folds, models)
+    lines += dimensions_section(folds)
+    lines += _calibration_section(folds)
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _categorical_sections(
+    run_dir: Path, folds: list[dict[str, Any]], models: list[str]
+) -> list[str]:
+    """WA and UA per fold and over folds, per corpus, and the pooled confusion matrices."""
+    lines = ["## Per fold (WA and UA in %)", ""]
     header = ["fold", "test speakers"]
     for model in models:
         header += [f"{_pretty(model)} WA", f"{_pretty(model)} UA"]
@@ -162,11 +176,7 @@ def write_run_report(run_dir: Path, title: str, extra_lines: list[str] | None = 
     lines += _per_corpus_section(run_dir, folds)
     lines += ["", "## Pooled confusion matrices (rows: reference, columns: predicted)", ""]
     lines += pooled_sections
-    lines += dimensions_section(folds)
-    lines += _calibration_section(folds)
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return lines
 
 
 def _per_corpus_section(run_dir: Path, folds: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +218,7 @@ def dimensions_section(folds: list[dict[str, Any]]) -> list[str]:
     rated = [f for f in folds if f.get("dimensions")]
     if not rated:
         return []
-    models = [m for m in _models_present(rated) if any(m in f["dimensions"] for f in rated)]
+    models = _in_order({model for fold in rated for model in fold["dimensions"]})
     names = list(next(iter(rated[0]["dimensions"].values())))
     lines = ["## Arousal, valence, dominance (CCC on the held-out speakers)", ""]
     lines += _table_head(["fold", "model", *names])
@@ -325,7 +335,11 @@ def plot_tau_sweep(
 
 
 def _models_present(folds: list[dict]) -> list[str]:
-    present = {model for fold in folds for model in fold["models"]}
+    """The models with categorical scores (`models`) in any fold, in MODEL_ORDER first."""
+    return _in_order({model for fold in folds for model in fold["models"]})
+
+
+def _in_order(present: set[str]) -> list[str]:
     known = [m for m in MODEL_ORDER if m in present]
     return known + sorted(present - set(MODEL_ORDER))
 

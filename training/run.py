@@ -4,7 +4,9 @@ Layout of `runs/<name>/`:
   resolved_config.yaml
   fold_<k>/teachers/{linguistic,prosodic}/   frozen teachers and their cached outputs
   fold_<k>/student/checkpoint/               the student (a Hugging Face folder), best on val
-  fold_<k>/metrics.json                      WA, UA, confusion for both teachers and the student
+  fold_<k>/metrics.json                      WA, UA, confusion for both teachers and the student,
+                                             CCC per dimension where rated (CCC alone for a
+                                             corpus without categories: no UA, no calibration)
   report.md (+ confusion PNGs)
 Ablations and τ sweeps are variants (`variant_dir`) that reuse the run's teachers.
 Under torchrun every rank runs this; rank 0 alone prepares data and trains teachers.
@@ -39,7 +41,7 @@ from .corpus.acted import ACTED_NOTES
 from .corpus.manifest import Utterance, read_dimension_scale
 from .corpus.prepare import prepare_corpus
 from .corpus.reading import CORPUS_TITLES
-from .data import NO_LABEL, Clip
+from .data import NO_LABEL, Clip, ratings_of
 from .data_checks import linguistic_teacher_warning
 from .distill_loss import TEACHERS
 from .distributed import DistContext, init_distributed
@@ -47,8 +49,9 @@ from .features import EgemapsCache, extract_all
 from .folds import Fold, FoldSplit, split
 from .metrics import Scores, concordance_per_dimension
 from .report import write_run_report
+from .student_eval import predict_student, score_clips
 from .teachers.fit import TeacherResult, train_linguistic_teacher, train_prosodic_teacher
-from .trainer import StudentTrainer, TeacherTargets, predict_student, score_clips
+from .trainer import StudentTrainer, TeacherTargets, TrainResult
 
 
 def select_folds(spec: str | Sequence[int], n_folds: int) -> list[int]:
@@ -73,11 +76,6 @@ def _clips(rows: Sequence[Utterance], labels: list[str]) -> list[Clip]:
         )
         for r in rows
     ]
-
-
-def _ratings(clips: Sequence[Clip]) -> np.ndarray:
-    """[N, 3] in DIMENSION_NAMES' order, NaN rows for unrated clips."""
-    return np.array([c.dimensions or (np.nan,) * 3 for c in clips], np.float64).reshape(-1, 3)
 
 
 def _labelled(clips: Sequence[Clip], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +157,7 @@ class Experiment:
         """Held-out CCC per dimension of each model that predicts dimensions ({} if none)."""
         found = {f"{t}_teacher": r.test_ccc for t, r in teachers.items() if r.test_ccc}
         if student_dims is not None:
-            ratings = _ratings(test)
+            ratings = ratings_of(test)
             found["student"] = concordance_per_dimension(student_dims, ratings, DIMENSION_NAMES)
         return found
 
@@ -173,7 +171,8 @@ class Experiment:
         rated = sum(c.dimensions is not None for c in [*train, *val])
         return DimensionsTraining(targets="; ".join(sources), utterances=rated, test_ccc=test_ccc)
 
-    def _trained_on(self, k: int, parts: FoldSplit, test: Scores) -> TrainingData:
+    def _trained_on(self, k: int, parts: FoldSplit, test: Scores | None) -> TrainingData:
+        """What the student learned from; `test` None: no categories, so no UA/WA."""
         corpus = self.run.corpus
         seen = [*parts.train, *parts.val]
         return TrainingData(
@@ -185,9 +184,86 @@ class Experiment:
             protocol=corpus.protocol,
             fold=k,
             test_speakers=list(self.folds[k].test_speakers),
-            test_ua=test.ua,
-            test_wa=test.wa,
+            test_ua=test.ua if test is not None else None,
+            test_wa=test.wa if test is not None else None,
         )
+
+    def _evaluate_fold(
+        self,
+        k: int,
+        run: RunConfig,
+        out: Path,
+        parts: FoldSplit,
+        clips: tuple[list[Clip], list[Clip], list[Clip]],
+        teachers: dict[str, TeacherResult],
+        result: TrainResult,
+    ) -> dict:
+        """Fold k's trained student on its test (and validation) speakers: metrics.json, and
+        training_metrics.json beside the checkpoint. Without categories: CCC only, no UA/WA
+        and no calibration (there are no logits to calibrate)."""
+        train, val, test = clips
+        fold = self.folds[k]
+        categorical = bool(self.labels)
+        text_warning = None
+        if categorical:
+            text_warning = linguistic_teacher_warning(
+                teachers["linguistic"].val.ua, len(self.labels), run.loss.use_linguistic
+            )
+        if text_warning:
+            print(f"fold {k}: {text_warning}")
+        student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
+        batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
+        n_labels, device = len(self.labels), self.ctx.device
+        test_logits, test_dims = predict_student(student, test, n_labels, device, batch_audio_s)
+        test_scores = score_clips(test, test_logits, self.labels)
+        metrics: dict = {
+            "fold": k,
+            "test_speakers": list(fold.test_speakers),
+            "val_speakers": list(fold.val_speakers),
+        }
+        calibration = None
+        if categorical:
+            _write_predictions(
+                out / "predictions.csv", test, probabilities(test_logits), self.labels
+            )
+            val_logits, _ = predict_student(student, val, n_labels, device, batch_audio_s)
+            calibration = self._calibrate(k, val, val_logits, out)
+            on_test = held_out(*_labelled(test, test_logits), calibration.temperature)
+            metrics |= {
+                "models": {
+                    "linguistic_teacher": teachers["linguistic"].test.to_dict(),
+                    "prosodic_teacher": teachers["prosodic"].test.to_dict(),
+                    "student": test_scores.to_dict(),
+                },
+                "student_val": result.best_val.to_dict(),
+                "calibration": calibration.model_dump(),
+                "calibration_on_test": on_test,
+            }
+        else:
+            metrics |= {"models": {}, "student_val_ccc": result.best_val_ccc, "calibration": None}
+        figures = asdict(result)
+        metrics["training"] = {k: v for k, v in figures.items() if not k.startswith("best_val")}
+        metrics["warnings"] = [text_warning] if text_warning else []
+        test_ccc = self._dimensions(test, test_dims, teachers)
+        if test_ccc:
+            metrics["dimensions"] = test_ccc
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        # Beside the checkpoint, so an exported bundle can say what its model learned
+        # from, how it scored on unheard speakers, and how to calibrate it.
+        record = TrainingRecord(
+            fold=k,
+            test_speakers=list(fold.test_speakers),
+            student_val=result.best_val.to_dict() if categorical else None,
+            test=test_scores.to_dict() if categorical else None,
+            calibration=calibration,
+            trained_on=self._trained_on(k, parts, test_scores if categorical else None),
+            note=None if self.run.more_corpora else CORPUS_NOTES.get(self.run.corpus.kind),
+            dimensions=self._dimensions_record(train, val, test_ccc.get("student")),
+        )
+        checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
+        summary = record.model_dump(exclude_none=True)
+        checkpoint_metrics.write_text(json.dumps(summary, indent=2) + "\n")
+        return metrics
 
     def run_fold(
         self,
@@ -225,56 +301,7 @@ class Experiment:
         result = trainer.train(resume=resume)
         metrics: dict = {}
         if self.ctx.is_main:
-            text_warning = linguistic_teacher_warning(
-                teachers["linguistic"].val.ua, len(self.labels), run.loss.use_linguistic
-            )
-            if text_warning:
-                print(f"fold {k}: {text_warning}")
-            student = EmoDistillStudent.load(out / "student" / "checkpoint").to(self.ctx.device)
-            batch_audio_s = run.optim.per_device_batch_size * run.optim.max_train_audio_s
-            n_labels, device = len(self.labels), self.ctx.device
-            test_logits, test_dims = predict_student(student, test, n_labels, device, batch_audio_s)
-            test_scores = score_clips(test, test_logits, self.labels)
-            _write_predictions(
-                out / "predictions.csv", test, probabilities(test_logits), self.labels
-            )
-            val_logits, _ = predict_student(student, val, n_labels, device, batch_audio_s)
-            calibration = self._calibrate(k, val, val_logits, out)
-            on_test = held_out(*_labelled(test, test_logits), calibration.temperature)
-            metrics = {
-                "fold": k,
-                "test_speakers": list(fold.test_speakers),
-                "val_speakers": list(fold.val_speakers),
-                "models": {
-                    "linguistic_teacher": teachers["linguistic"].test.to_dict(),
-                    "prosodic_teacher": teachers["prosodic"].test.to_dict(),
-                    "student": test_scores.to_dict(),
-                },
-                "student_val": result.best_val.to_dict(),
-                "calibration": calibration.model_dump(),
-                "calibration_on_test": on_test,
-                "training": {k: v for k, v in asdict(result).items() if k != "best_val"},
-                "warnings": [text_warning] if text_warning else [],
-            }
-            test_ccc = self._dimensions(test, test_dims, teachers)
-            if test_ccc:
-                metrics["dimensions"] = test_ccc
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            # Beside the checkpoint, so an exported bundle can say what its model learned
-            # from, how it scored on unheard speakers, and how to calibrate it.
-            record = TrainingRecord(
-                fold=k,
-                test_speakers=list(fold.test_speakers),
-                student_val=result.best_val.to_dict(),
-                test=test_scores.to_dict(),
-                calibration=calibration,
-                trained_on=self._trained_on(k, parts, test_scores),
-                note=None if self.run.more_corpora else CORPUS_NOTES.get(self.run.corpus.kind),
-                dimensions=self._dimensions_record(train, val, test_ccc.get("student")),
-            )
-            checkpoint_metrics = out / "student" / "checkpoint" / TRAINING_METRICS
-            summary = record.model_dump(exclude_none=True)
-            checkpoint_metrics.write_text(json.dumps(summary, indent=2) + "\n")
+            metrics = self._evaluate_fold(k, run, out, parts, (train, val, test), teachers, result)
         self.ctx.barrier()
         return metrics
 

@@ -30,11 +30,12 @@ from emodistill.audio import SAMPLE_RATE_HZ
 from student.model import EmoDistillStudent, build_classifier, build_feature_extractor
 
 from .config import RunConfig
-from .data import Batch, BucketedBatchSampler, Clip, ClipDataset, Collator, eval_batches
+from .data import Batch, BucketedBatchSampler, Clip, ClipDataset, Collator
 from .dimension_loss import DimensionLoss
 from .distill_loss import EmoDistillLoss
 from .distributed import DistContext
-from .metrics import Scores, score
+from .metrics import Scores
+from .student_eval import Validation, predict_student, score_clips, validation_of
 from .trainer_state import TrainerState
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class StepTerms:
 
 @dataclass
 class TrainResult:
-    best_val: Scores
+    best_val: Scores  # NaN WA/UA on a corpus without categories
+    best_val_ccc: dict[str, float] | None  # per dimension; None without the dimensional head
     best_epoch: int
     steps: int
     audio_s_per_s: float
@@ -118,6 +120,11 @@ class StudentTrainer:
         self.dimensional = self.run.loss.dimensions.enabled and any(
             c.dimensions is not None for c in self.train_clips
         )
+        if not self.labels and not self.dimensional:
+            raise ValueError(
+                "the corpus has no categories and the dimensional task is off or unrated: "
+                "the student has nothing to learn (enable loss.dimensions, or give labels)"
+            )
         torch.manual_seed(o.seed)  # identical initial weights on every rank
         self.model = EmoDistillStudent(
             build_classifier(self.run.student, self.labels),
@@ -135,8 +142,10 @@ class StudentTrainer:
                 self.model, device_ids=ids, find_unused_parameters=unused
             )
         self.step_model: torch.nn.Module = self.ddp if self.ddp is not None else self.model
-        self.loss_fn = EmoDistillLoss(self.run.loss)
         loss = self.run.loss
+        if not self.labels:  # no categories: no CE and no logit KD, only the other terms
+            loss = loss.model_copy(update={"alpha": 0.0, "gamma": 0.0})
+        self.loss_fn = EmoDistillLoss(loss)
         self.dimension_loss = DimensionLoss(
             loss.dimensions,
             loss.use_linguistic and "linguistic" in self.targets.dimensions,
@@ -289,28 +298,28 @@ class StudentTrainer:
 
     def _end_epoch(self, writer: SummaryWriter | None) -> None:
         s = self.state
-        val: Scores = self.ctx.broadcast(
-            self.evaluate(self.val_clips)[0] if self.ctx.is_main else None
-        )
+        val: Validation = self.ctx.broadcast(self._validate() if self.ctx.is_main else None)
         s.epoch += 1
         s.step_in_epoch = 0
-        if val.ua > s.best_ua:
-            s.best_ua, s.best_epoch, s.bad_epochs, s.best_val = val.ua, s.epoch, 0, val
+        criterion = val.criterion(categorical=bool(self.labels))
+        # The first epoch always sets a checkpoint, so a NaN criterion (no spread in the
+        # validation ratings) cannot leave the fold without one.
+        if criterion > s.best_ua or s.best_epoch < 0:
+            s.best_ua, s.best_epoch, s.bad_epochs = criterion, s.epoch, 0
+            s.best_val, s.best_val_ccc = val.scores, val.ccc
             if self.ctx.is_main:
                 self.model.save(self.out_dir / "checkpoint")
         else:
             s.bad_epochs += 1
+        logged: dict[str, float] = {"val_ua": val.scores.ua, "val_wa": val.scores.wa}
+        if not self.labels:  # the figures of a student without categories
+            logged = {f"val_ccc_{name}": ccc for name, ccc in (val.ccc or {}).items()}
         if writer:
-            writer.add_scalar("val/ua", val.ua, s.epoch)
-            writer.add_scalar("val/wa", val.wa, s.epoch)
+            for key, value in logged.items():
+                writer.add_scalar(key.replace("_", "/", 1), value, s.epoch)
         if self.ctx.is_main:
             with (self.out_dir / "train_log.jsonl").open("a") as f:
-                f.write(
-                    json.dumps(
-                        {"epoch": s.epoch, "step": s.step, "val_ua": val.ua, "val_wa": val.wa}
-                    )
-                    + "\n"
-                )
+                f.write(json.dumps({"epoch": s.epoch, "step": s.step, **logged}) + "\n")
         self._save_state()
 
     def _result(self, audio_s: float, start: float, interrupted: bool = False) -> TrainResult:
@@ -319,6 +328,7 @@ class StudentTrainer:
         elapsed = time.perf_counter() - start
         return TrainResult(
             best,
+            s.best_val_ccc,
             s.best_epoch,
             s.step,
             audio_s * self.ctx.world_size / elapsed if elapsed else 0.0,
@@ -326,17 +336,24 @@ class StudentTrainer:
         )
 
     # --- evaluation -------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, clips: list[Clip]) -> tuple[Scores, np.ndarray]:
-        """Uncropped clips in length-sorted batches -> (scores, logits [N, C])."""
-        return evaluate_student(
+    def _predict(self, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits [N, C] and dimensions [N, 3] (None without the head) of whole clips."""
+        return predict_student(
             self.model,
             clips,
-            self.labels,
+            len(self.labels),
             self.ctx.device,
             self.optim.per_device_batch_size * self.optim.max_train_audio_s,
             self.autocast,
         )
+
+    def _validate(self) -> Validation:
+        return validation_of(self.val_clips, self.labels, *self._predict(self.val_clips))
+
+    def evaluate(self, clips: list[Clip]) -> tuple[Scores, np.ndarray]:
+        """Uncropped clips in length-sorted batches -> (scores, logits [N, C])."""
+        logits, _ = self._predict(clips)
+        return score_clips(clips, logits, self.labels), logits
 
     # --- state ------------------------------------------------------------------------------
     def _writer(self) -> SummaryWriter | None:
@@ -376,49 +393,3 @@ class StudentTrainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainerState.from_dict(payload["trainer"])
-
-
-@torch.no_grad()
-def predict_student(
-    model: EmoDistillStudent,
-    clips: list[Clip],
-    n_labels: int,
-    device: torch.device,
-    max_batch_audio_s: float,
-    autocast: AbstractContextManager[object] | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits [N, C] and dimensions [N, 3] (None without the head), float32, of `model` on
-    whole (uncropped) clips. Logits, not probabilities: calibration fits its temperature on
-    them and the runtime divides them."""
-    model.eval()
-    dataset = ClipDataset(clips)
-    collate = Collator.of(clips)
-    logits = np.zeros((len(clips), n_labels), dtype=np.float32)
-    dims = np.zeros((len(clips), 3), dtype=np.float32)
-    for indices in eval_batches([c.duration_s for c in clips], max_batch_audio_s):
-        batch = collate([dataset[i] for i in indices])
-        with autocast or contextlib.nullcontext():
-            out = model(batch.input_values.to(device), batch.attention_mask.to(device))
-        logits[indices] = out.logits.float().cpu().numpy()
-        if out.dimensions is not None:
-            dims[indices] = out.dimensions.float().cpu().numpy()
-    return logits, dims if model.dimension_head is not None else None
-
-
-def score_clips(clips: list[Clip], logits: np.ndarray, labels: list[str]) -> Scores:
-    """WA, UA and confusion over the clips that have a label."""
-    labelled = [i for i, c in enumerate(clips) if c.label >= 0]
-    return score([clips[i].label for i in labelled], logits[labelled].argmax(1).tolist(), labels)
-
-
-def evaluate_student(
-    model: EmoDistillStudent,
-    clips: list[Clip],
-    labels: list[str],
-    device: torch.device,
-    max_batch_audio_s: float,
-    autocast: AbstractContextManager[object] | None = None,
-) -> tuple[Scores, np.ndarray]:
-    """Scores and logits [N, C] (float32) of `model` on whole (uncropped) clips."""
-    logits, _ = predict_student(model, clips, len(labels), device, max_batch_audio_s, autocast)
-    return score_clips(clips, logits, labels), logits

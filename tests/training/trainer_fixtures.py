@@ -14,6 +14,26 @@ from training.trainer import TeacherTargets
 
 LABELS = ["low", "high"]
 
+# A run config's `student` for end-to-end runs: a tiny preset, random init, no hub.
+TINY_STUDENT = {
+    "pretrained": None,
+    "preset": "tiny",
+    "freeze_feature_encoder": False,
+    "classifier_proj_size": 16,
+}
+
+
+def tiny_optim(global_batch: int, epochs: int, max_train_audio_s: float) -> dict[str, object]:
+    """A run config's `optim` for end-to-end runs: one process, no workers, lr 1e-3."""
+    return {
+        "global_batch_size": global_batch,
+        "per_device_batch_size": global_batch,
+        "epochs": epochs,
+        "max_train_audio_s": max_train_audio_s,
+        "num_workers": 0,
+        "lr": 1e-3,
+    }
+
 
 def write_clips(folder: Path, n: int = 16, write: bool = True) -> list[Clip]:
     """n tone clips, 0.4-1.0 s, label = pitch (low/high), deterministic; write=False lists."""

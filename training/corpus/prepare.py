@@ -121,6 +121,8 @@ def _prepare_read(config: CorpusConfig, progress: bool, log: Log) -> Sequence[Fo
 
 
 def _per_class(rows: list[Utterance]) -> str:
+    if not any(r.label for r in rows):
+        return "no categories: rated in arousal, valence and dominance only"
     return "per class: " + ", ".join(f"{k} {v}" for k, v in label_counts(rows).items())
 
 

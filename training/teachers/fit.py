@@ -1,6 +1,7 @@
 """Per-fold training of the two teachers, freezing, and the on-disk cache of their outputs.
 
-Each teacher learns on the fold's training rows, keeps its best epoch by validation UA, is
+Each teacher learns on the fold's training rows, keeps its best epoch by validation UA (the
+mean CCC on a corpus without categories, where it learns only the dimensional head), is
 frozen, and then its logits and embeddings for every row of the fold are written once to
 `out_dir/outputs.npz` (with `metrics.json`, `model.pt`, and what reloading needs). When those
 two files exist, a call returns them without training: re-runs and the student stage never run
@@ -33,7 +34,7 @@ from ..data import NO_LABEL
 from ..dimension_loss import concordance_loss
 from ..features import EgemapsCache
 from ..folds import FoldSplit
-from ..metrics import Scores, concordance_per_dimension, score
+from ..metrics import Scores, concordance_per_dimension, mean_concordance, score_logits
 from .linguistic import LinguisticTeacher, load_tokenizer
 from .prosodic import ProsodicResNet, batch_llds
 
@@ -142,7 +143,7 @@ class _Task:
     def scores(self, logits: np.ndarray, rows: Sequence[Utterance]) -> Scores:
         y = self.targets(rows)
         kept = [i for i, label in enumerate(y) if label != NO_LABEL]
-        return score([y[i] for i in kept], logits[kept].argmax(axis=1).tolist(), self.labels)
+        return score_logits([y[i] for i in kept], logits[kept], self.labels)
 
     def criterion(
         self, logits: np.ndarray, dims: np.ndarray | None, rows: list[Utterance]
@@ -150,8 +151,7 @@ class _Task:
         """What early stopping maximises: UA, or the mean CCC when no row has a label."""
         if any(r.label for r in rows) or dims is None:
             return self.scores(logits, rows).ua
-        ccc = concordance_per_dimension(dims, ratings(rows), DIMENSION_NAMES)
-        return float(np.mean(list(ccc.values())))
+        return mean_concordance(concordance_per_dimension(dims, ratings(rows), DIMENSION_NAMES))
 
 
 @torch.no_grad()
