@@ -160,3 +160,29 @@ def test_ablation_and_sweep_say_why_they_cannot_compare_ua(run_dir: Path, comman
     config = run_dir.parent.parent / "rated.yaml"
     with pytest.raises(ValueError, match="no categories"):
         main([command, "--config", str(config), "--quiet"])
+
+
+def test_the_exported_bundle_answers_and_evaluates_on_its_held_out_speakers(
+    run_dir: Path, tmp_path: Path, capsys
+):
+    """The whole chain: train -> export -> the runtime answers the dimensions alone ->
+    `evaluate` on the fold's test speakers gives the run's own held-out CCC (1e-3: the run
+    scores in PyTorch, evaluate through the fp32 ONNX graph)."""
+    import emodistill
+
+    quick = ExportOptions(reference_clips=4, invariance_clips=4, agreement_clips=16)
+    export_bundle(_checkpoint(run_dir), tmp_path / "bundle", quick)
+    rec = emodistill.load(tmp_path / "bundle", device="cpu")
+    answer = rec.predict(tone(1.0).astype(np.float32))
+    assert answer.label is None and answer.probabilities is None
+    assert answer.dimensions is not None
+    corpus = run_dir.parent.parent / "corpus"
+    main(["evaluate", "--model", str(tmp_path / "bundle"), "--corpus", str(corpus),
+          "--out", str(tmp_path / "eval"), "--quiet", "--device", "cpu"])  # fmt: skip
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    held_out = json.loads((run_dir / "fold_0" / "metrics.json").read_text())
+    assert "ua" not in metrics and metrics["dimensions"]["n"] == CLIPS_PER_SPEAKER
+    for name in DIMENSION_NAMES:
+        expected = held_out["dimensions"]["student"][name]
+        assert metrics["dimensions"]["ccc"][name] == pytest.approx(expected, abs=1e-3)
+    assert "CCC over 6 rated rows" in capsys.readouterr().out
