@@ -58,7 +58,12 @@ PREDICT_BODY = {
 }
 
 
-def authorize(service: ServiceDep, request: Request) -> None:
+# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in its thread pool, three thread hand-offs per request for a few attribute reads
+# (an AnyIO worker thread woken for each; py-spy, issue 26).
+
+
+async def authorize(service: ServiceDep, request: Request) -> None:
     """401 unless the request carries the key (when one is set)."""
     key = service.settings.api_key
     if key is None:
@@ -68,7 +73,7 @@ def authorize(service: ServiceDep, request: Request) -> None:
         raise HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
-def require_ready(service: ServiceDep) -> None:
+async def require_ready(service: ServiceDep) -> None:
     if not service.lifecycle.ready:
         raise HTTPException(503, "model not ready", {"Retry-After": "1"})
 

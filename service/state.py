@@ -59,8 +59,10 @@ class Service:
         return life.ready and not life.terminating and self.model_reachable()
 
 
-def get_service(request: Request) -> Service:
-    """The service built at start-up (uvicorn runs no request before the lifespan's start)."""
+async def get_service(request: Request) -> Service:
+    """The service built at start-up (uvicorn runs no request before the lifespan's start).
+    `async` though it never awaits, so FastAPI calls it on the event loop, not in its thread
+    pool (service/routes.py, authorize)."""
     service: Service = request.app.state.service
     return service
 

@@ -192,6 +192,37 @@ def test_api_key_guards_model_work_and_metadata_only(bundle):
             assert client.get(open_route).status_code == 200
 
 
+def test_guards_and_the_service_lookup_never_use_the_thread_pool(bundle, monkeypatch):
+    """The key, readiness and the Service lookup run on the event loop (async dependencies):
+    a `def` dependency would cost /predict a thread hand-off each (issue 26's profile). The
+    guards still answer: 401 before the model, 503 while not ready, 200 with the key."""
+    import fastapi.dependencies.utils as dependency_utils
+
+    pooled: list[str] = []
+    original = dependency_utils.run_in_threadpool
+
+    async def noting(call, *args, **kw):
+        pooled.append(getattr(call, "__name__", repr(call)))
+        return await original(call, *args, **kw)
+
+    monkeypatch.setattr(dependency_utils, "run_in_threadpool", noting)
+    key = {"authorization": "Bearer s3cret"}
+    with client_for(bundle, api_key="s3cret") as client:
+        clip = wav_bytes(0.5)
+        assert post_wav(client, clip).status_code == 401
+        multipart = client.post(
+            "/predict", files={"file": ("a.wav", clip, "audio/wav")}, headers=key
+        )
+        assert multipart.status_code == 200
+        assert post_wav(client, clip, **key).json() == multipart.json()
+        client.app.state.lifecycle.ready = False
+        not_ready = post_wav(client, clip, **key)
+        assert (not_ready.status_code, not_ready.headers["retry-after"]) == (503, "1")
+        client.app.state.lifecycle.ready = True
+        assert client.get("/v2/models/emodistill", headers=key).status_code == 200
+    assert pooled == []
+
+
 class SlowBackend(OnnxBackend):
     """The real model, slow, failing on a marker sample."""
 
