@@ -84,9 +84,9 @@ def engines(
         return lambda values, mask: session.run(None, {INPUT_VALUES: values, ATTENTION_MASK: mask})
 
     if "cpu" in devices:
-        # What export ships first (static QDQ); bench/cpu_peak.py times both methods.
+        # What export tries first (export/quantize.py METHODS); cpu_peak times them all.
         quantize.quantize_int8(
-            workdir / "model.onnx", workdir / "model.int8.onnx", quantize.STATIC, SAMPLE_RATE_HZ
+            workdir / "model.onnx", workdir / "model.int8.onnx", quantize.METHODS[0], SAMPLE_RATE_HZ
         )
         out["pytorch-fp32-cpu"] = torch_engine("cpu", None)
         if compile_torch:

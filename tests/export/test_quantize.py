@@ -1,5 +1,6 @@
-"""int8: static QDQ covers the convolutions and weight products; export ships an int8 graph
-only when its argmax agreement with fp32 passes, trying each method in turn."""
+"""int8: static QDQ covers the convolutions and weight products, the hybrid the convolutions
+statically and the weight products dynamically; export ships an int8 graph only when its
+argmax agreement with fp32 passes, trying each method in turn."""
 
 from __future__ import annotations
 
@@ -34,13 +35,20 @@ def fp32_graph(tmp_path_factory) -> Path:
     return work
 
 
-def test_export_keeps_the_first_method_that_agrees_and_it_is_static_qdq(fp32_graph):
+def test_export_keeps_the_first_method_that_agrees(fp32_graph):
     options = ExportOptions(agreement_clips=CLIPS, limits=Limits(int8_argmax_agreement=0.5))
     tries = write_int8(fp32_graph, options)
-    assert [t["method"] for t in tries] == [quantize.STATIC]
+    assert [t["method"] for t in tries] == [quantize.METHODS[0]] == [quantize.HYBRID]
     assert tries[0]["kept"] and tries[0]["argmax_agreement"] >= 0.5
-    q = onnx.load(str(fp32_graph / MODEL_INT8))
+    assert (fp32_graph / MODEL_INT8).exists()
     (fp32_graph / MODEL_INT8).unlink()
+
+
+def test_static_quantizes_convolutions_and_weight_products(fp32_graph, tmp_path):
+    quantize.quantize_int8(
+        fp32_graph / MODEL_FP32, tmp_path / "q.onnx", quantize.STATIC, SAMPLE_RATE_HZ
+    )
+    q = onnx.load(str(tmp_path / "q.onnx"))
     # Every convolution but the one on the waveform reads dequantised int8 weights ...
     producer = {out: node.op_type for node in q.graph.node for out in node.output}
     convs = [n for n in q.graph.node if n.op_type == "Conv"]
@@ -69,3 +77,29 @@ def test_export_refuses_int8_when_no_method_agrees(fp32_graph):
 def test_an_unknown_method_is_refused(fp32_graph, tmp_path):
     with pytest.raises(ValueError, match="unknown int8 method"):
         quantize.quantize_int8(fp32_graph / MODEL_FP32, tmp_path / "q.onnx", "fp4", 16_000)
+
+
+def test_hybrid_quantizes_convolutions_statically_and_weight_products_dynamically(
+    fp32_graph, tmp_path
+):
+    quantize.quantize_int8(
+        fp32_graph / MODEL_FP32, tmp_path / "q.onnx", quantize.HYBRID, SAMPLE_RATE_HZ
+    )
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    producer = {out: node.op_type for node in q.graph.node for out in node.output}
+    # Every convolution but the one on the waveform reads dequantised int8 weights (static) ...
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    quantized = {n.name for n in convs if producer.get(n.input[1]) == "DequantizeLinear"}
+    waveform = set(quantize.waveform_convs(onnx.load(str(fp32_graph / MODEL_FP32))))
+    assert quantized == {n.name for n in convs} - waveform
+    # ... and every product by a weight is an integer product of an activation quantised at
+    # run time (dynamic), with no fp32 weight product and no calibrated scale left for one.
+    weights = {init.name for init in q.graph.initializer}
+    assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    integer_products = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
+    assert integer_products
+    assert {producer.get(n.input[0]) for n in integer_products} == {"DynamicQuantizeLinear"}
+    consumers = {i for n in q.graph.node if n.op_type == "MatMul" for i in n.input}
+    assert not [
+        n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.output[0] in consumers
+    ]
