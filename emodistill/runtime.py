@@ -9,6 +9,7 @@ Knows nothing of HTTP or queues.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -63,12 +64,15 @@ def choose_model(metadata: BundleMetadata, cuda: bool, int8: bool) -> str:
     return MODEL_FP32
 
 
-def make_session(path: Path, cuda: bool = False) -> ort.InferenceSession:
+def make_session(path: Path, cuda: bool = False, threads: int = 0) -> ort.InferenceSession:
     """The one way a bundle's ONNX file is opened, as the service runs it: the service, the
     Python API, export's parity figures and the benchmarks all use it. `cuda`: the CUDA
-    provider first (with CUDA_OPTIONS), the CPU for what it does not run."""
+    provider first (with CUDA_OPTIONS), the CPU for what it does not run. `threads`: the
+    CPU's threads per call (0: onnxruntime's default, one per core; emodistill.engine_layout
+    says when fewer pay). The answers do not depend on it."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     # onnxruntime's intra-op threads spin after each run by default, burning the cores
     # the event loop needs to parse and decode the next requests. Off, the service used
     # half the CPU per request (14 -> 7 ms at one client, tiny model, 2 cores;
@@ -89,6 +93,7 @@ class OnnxBackend:
 
     def __init__(self, bundle: Path, device: str = "auto", int8: bool = False):
         self.metadata = load_bundle(bundle)  # checks every sha256: a corrupt bundle stops here
+        self.threads = 0  # onnxruntime's default: a thread per core
         cuda, why = choose_device(device)
         self.model_file = bundle / choose_model(self.metadata, cuda, int8)
         self.session = make_session(self.model_file, cuda)
@@ -108,6 +113,17 @@ class OnnxBackend:
     @property
     def labels(self) -> list[str]:
         return self.metadata.labels
+
+    def with_threads(self, threads: int) -> OnnxBackend:
+        """This backend with a session of `threads` CPU threads per call (0: one per core),
+        the bundle not read again; itself when it already has them. `infer` is thread-safe:
+        several calls may run at once on one session, sharing its weights."""
+        if threads == self.threads:
+            return self
+        clone = copy.copy(self)
+        clone.threads = threads
+        clone.session = make_session(self.model_file, self.provider == CUDA_PROVIDER, threads)
+        return clone
 
     @property
     def output_names(self) -> list[str]:

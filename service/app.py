@@ -121,7 +121,10 @@ async def _start_in_process(
 ) -> _Model:
     """The model and its batcher live in this process (one process, or layout=replicas)."""
     backend = backend_factory(settings.model, settings.device, settings.int8)
+    loop = asyncio.get_running_loop()
+    backend, settings = await loop.run_in_executor(None, warm_up, backend, settings)
     metrics = ServiceMetrics(model_labels(backend), multiprocess)
+    metrics.note_layout(settings.engine_streams, settings.max_batch_audio_s)
 
     def on_batch(*batch: Any) -> None:
         metrics.on_batch(*batch)
@@ -133,7 +136,6 @@ async def _start_in_process(
     if not multiprocess:
         metrics.track_queue(lambda: batcher.queue_depth)
     await batcher.start()
-    await asyncio.get_running_loop().run_in_executor(None, warm_up, backend, settings)
     return _Model(backend, batcher, metrics)
 
 

@@ -61,10 +61,13 @@ class BatcherConfig:
     # True: fill the oldest clip's batch with the clips nearest in length (see module doc).
     # False: plain arrival order.
     group_by_length: bool = True
+    # Batches in the backend at once, each in its own thread (the backend must then be
+    # thread-safe). 1: the next batch is cut only when the last has answered.
+    in_flight: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.max_batch_samples < 1 or self.max_queue < 1:
-            raise ValueError(f"batch size, batch samples and queue must be >= 1: {self}")
+        if min(self.max_batch_size, self.max_batch_samples, self.max_queue, self.in_flight) < 1:
+            raise ValueError(f"batch size, batch samples, queue and in_flight must be >= 1: {self}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
 
@@ -99,8 +102,9 @@ class _Entry:
 class Batcher:
     """Serves `submit(clip)` calls by batching them into `backend.infer` calls.
 
-    One batch is in flight at a time: the backend (one model session) is the bottleneck, and
-    clips arriving meanwhile form the next, fuller batch.
+    At most `config.in_flight` batches are in the backend at a time (one by default: the
+    backend is the bottleneck, and clips arriving meanwhile form the next, fuller batch). A
+    batch is cut only when a slot is free, from what is waiting then.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._s_per_clip: float | None = None  # moving average, for retry_after_s
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
     def queue_depth(self) -> int:
@@ -130,9 +135,10 @@ class Batcher:
         if self._task is not None or self._closing:
             raise RuntimeError("a Batcher starts once")
         if self._executor is None:
-            # One thread: the backend is called by one batch at a time and need not be
-            # thread-safe.
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")
+            # A thread per batch in flight: with one, the backend need not be thread-safe.
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._config.in_flight, thread_name_prefix="batcher"
+            )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     async def submit(self, clip: np.ndarray) -> np.ndarray:
@@ -207,10 +213,16 @@ class Batcher:
         max_wait_s = self._config.max_wait_ms / 1000
         try:
             while True:
+                if len(self._in_flight) >= self._config.in_flight:
+                    # Every slot is busy: cut the next batch when one frees, from what waits then.
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 # Clips whose caller left are dropped here, before any batch is cut.
                 self._waiting = [e for e in self._waiting if not e.future.done()]
                 if not self._waiting:
                     if self._closing:
+                        if self._in_flight:  # drained only when every batch has answered
+                            await asyncio.wait(self._in_flight)
                         return
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -226,7 +238,9 @@ class Batcher:
                     continue
                 chosen = set(batch)
                 self._waiting = [e for e in self._waiting if e not in chosen]
-                await self._run_batch(batch)
+                task = loop.create_task(self._run_batch(batch), name="batch")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
         finally:
             # Reached only on stop or on an unexpected error: no caller may wait forever.
             self._closing = True
@@ -287,7 +301,8 @@ class Batcher:
         """Seconds until the queue has likely drained: depth × recent seconds per clip."""
         if self._s_per_clip is None:
             return 1
-        return max(1, math.ceil((len(self._waiting) + 1) * self._s_per_clip))
+        clips_ahead = len(self._waiting) + 1
+        return max(1, math.ceil(clips_ahead * self._s_per_clip / self._config.in_flight))
 
     def _fail_waiting(self, exc: BaseException) -> None:
         waiting, self._waiting = self._waiting, []

@@ -135,6 +135,21 @@ class ServiceMetrics:
         )
         info.labels(**model).set(1)
 
+    def note_layout(self, streams: int, batch_audio_s: float) -> None:
+        """How the model runs (service/model.py's lay_out): calls at once, audio per call."""
+        Gauge(
+            "emodistill_engine_streams",
+            "Model calls at once (engine_streams, as laid out at warm-up).",
+            registry=self.registry,
+            multiprocess_mode="livemax",  # every process that serves the model says the same
+        ).set(streams)
+        Gauge(
+            "emodistill_batch_audio_budget_seconds",
+            "Padded audio per model call (max_batch_audio_s, as laid out at warm-up).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        ).set(batch_audio_s)
+
     def track_queue(self, depth: Callable[[], int]) -> None:
         """Single process: the gauge reads the batcher's depth at each scrape."""
         self.queue_depth.set_function(lambda: float(depth()))

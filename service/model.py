@@ -1,6 +1,6 @@
 """The model as both process layouts serve it: what the routes read of it, how it is built,
-batched and warmed. The single process (service/app.py) and the model process
-(service/model_process.py) both use this module; neither owns it.
+laid out on the cores, batched and warmed. The single process (service/app.py) and the model
+process (service/model_process.py) both use this module; neither owns it.
 """
 
 from __future__ import annotations
@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from emodistill.bundle import BundleMetadata
+from emodistill.engine_layout import EngineLayout, choose_layout
+from emodistill.gpu import CPU_PROVIDER
 
 from .batcher import BatcherConfig
+from .host import available_cores
 from .settings import Settings
 
 log = logging.getLogger("emodistill.model")
@@ -37,6 +40,14 @@ class ModelBackend(ServedModel, Protocol):
     def warm_up(self, batch_size: int, seconds: float) -> float: ...
 
 
+@runtime_checkable
+class Rethreadable(Protocol):
+    """A backend whose calls may run on fewer threads each, several at once
+    (emodistill.runtime.OnnxBackend)."""
+
+    def with_threads(self, threads: int) -> ModelBackend: ...
+
+
 # (bundle, device, int8) -> the backend; OnnxBackend itself in production.
 BackendFactory = Callable[[Path, str, bool], ModelBackend]
 
@@ -48,12 +59,53 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
         max_batch_samples=settings.max_batch_samples(rate_hz),
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
+        in_flight=settings.engine_streams or 1,
     )
 
 
-def warm_up(backend: ModelBackend, settings: Settings) -> None:
-    """One full batch, so that the first request pays no start-up cost."""
+def lay_out(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:
+    """The backend and settings to serve with: `engine_streams` fixed (several calls at once,
+    each on its share of the cores), and for the streams that warm-up chose, their batch
+    budget (emodistill/engine_layout.py). Off the CPU, or for a backend that cannot change
+    its threads, one call at a time, as configured."""
+    cores = available_cores()
+    rethreadable = isinstance(backend, Rethreadable) and backend.provider == CPU_PROVIDER
+    streams = settings.engine_streams
+    if streams == 0:
+        if not (rethreadable and settings.warmup):
+            return backend, settings.model_copy(update={"engine_streams": 1})
+        assert isinstance(backend, Rethreadable)
+        single = backend.with_threads(1)
+        rate_hz = backend.metadata.sample_rate_hz
+        layout = choose_layout(single.infer, cores, settings.max_batch_audio_s, rate_hz)
+        log.info(
+            "engine layout: %d call(s) at once on %s thread(s) each, %.0f s of padded audio "
+            "per call (%s)",
+            layout.streams,
+            layout.threads or cores,
+            layout.batch_audio_s,
+            layout.why,
+        )
+        chosen = single if layout.streams > 1 else backend
+        return chosen, _with_layout(settings, layout)
+    if streams > 1 and rethreadable:
+        assert isinstance(backend, Rethreadable)
+        backend = backend.with_threads(max(1, cores // streams))
+    return backend, settings
+
+
+def _with_layout(settings: Settings, layout: EngineLayout) -> Settings:
+    return settings.model_copy(
+        update={"engine_streams": layout.streams, "max_batch_audio_s": layout.batch_audio_s}
+    )
+
+
+def warm_up(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:
+    """Lays the model out on the cores (`lay_out`), then runs one full batch so that the
+    first request pays no start-up cost: the backend and settings to serve with."""
+    backend, settings = lay_out(backend, settings)
     if settings.warmup:
         seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
         took = backend.warm_up(settings.max_batch_size, seconds)
         log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
+    return backend, settings

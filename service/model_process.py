@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -38,24 +39,26 @@ log = logging.getLogger("emodistill.model")
 
 
 class TimedModel:
-    """The backend, noting when the call in progress began (read by `busy_s`)."""
+    """The backend, noting when each call in progress began (read by `busy_s`)."""
 
     def __init__(self, backend: ModelBackend) -> None:
         self.backend = backend
-        self.started_s: float | None = None  # written by the batcher's thread
+        # Written by the batcher's threads (one per batch in flight), each under its own key.
+        self._started_s: dict[int, float] = {}
 
     def infer(self, clips: list[np.ndarray]) -> np.ndarray:
-        self.started_s = time.monotonic()
+        call = threading.get_ident()
+        self._started_s[call] = time.monotonic()
         try:
             return self.backend.infer(clips)
         finally:
-            self.started_s = None
+            del self._started_s[call]
 
     @property
     def busy_s(self) -> float:
-        """How long the model call in progress has run (0: none)."""
-        started_s = self.started_s
-        return 0.0 if started_s is None else time.monotonic() - started_s
+        """How long the oldest model call in progress has run (0: none)."""
+        started = list(self._started_s.values())
+        return time.monotonic() - min(started) if started else 0.0
 
 
 class ModelServer:
@@ -159,10 +162,12 @@ class WorkerConnection(wire.FramedProtocol):
 async def _serve(
     backend: ModelBackend, settings: Settings, socket_path: str, ready: Connection
 ) -> None:
+    loop = asyncio.get_running_loop()
+    backend, settings = await loop.run_in_executor(None, warm_up, backend, settings)
     metrics = ServiceMetrics(model_labels(backend), multiprocess=True)
+    metrics.note_layout(settings.engine_streams, settings.max_batch_audio_s)
     server = ModelServer(backend, settings, metrics)
     await server.batcher.start()
-    await asyncio.get_running_loop().run_in_executor(None, warm_up, backend, settings)
     unix = await asyncio.get_running_loop().create_unix_server(server.connection, socket_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -35,12 +35,12 @@ import socket
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import model_process
 from .children import die_with_parent, make_run_dir, remove_stale_run_dirs
+from .host import available_cores
 from .model import BackendFactory, warm_up
 from .model_client import MODEL_STALLED_STATUS
 from .model_process import startup_error
@@ -54,20 +54,6 @@ log = logging.getLogger("emodistill.service")
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it at import
 MODEL_SOCKET = "model.sock"
 START_TIMEOUT_S = 600.0  # the model's load and warm-up (a large model on a cold disk)
-
-
-def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
-    (a container's or a Kubernetes pod's CPU limit, which the affinity does not show)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, int(int(quota) / int(period))))
 
 
 def auto_workers(settings: Settings, cores: int | None = None) -> int:
@@ -339,7 +325,7 @@ def serve(
     # lifespan traceback, and so that a stop signal meanwhile ends start-up at once.
     try:
         backend = backend_factory(settings.model, settings.device, settings.int8)
-        warm_up(backend, settings)
+        backend, laid_out = warm_up(backend, settings)
     except (BundleError, CudaUnavailable) as err:
         raise SystemExit(f"error: {startup_error(settings, err)}") from None
     except StartupInterrupted:
@@ -349,7 +335,7 @@ def serve(
         signal.signal(sig, lambda sig, frame: stops.note(sig))
     if stops.received:
         return stops.exit_status
-    warm = settings.model_copy(update={"warmup": False})  # warmed above
+    warm = laid_out.model_copy(update={"warmup": False})  # laid out and warmed above
     _run_server(create_app(warm, backend_factory=lambda *_: backend), settings, None, stops)
     if len(stops.received) > 1:
         # Stop at once: not even for a model call in progress, whose thread the interpreter

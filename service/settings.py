@@ -72,6 +72,15 @@ class Settings(BaseSettings, InferenceOptions):
         "that no upload delays another request (health checks included). About the number "
         "of cores left to the service after the model's.",
     )
+    engine_streams: int = Field(
+        0,
+        ge=0,
+        description="Model calls at once, each on its share of the cores. 0: chosen at warm-up "
+        "on the CPU (emodistill/engine_layout.py): a model that scores a 3 s clip within "
+        "0.1 s on one core runs as a single-threaded call per core, in batches of at most "
+        "24 s of audio (1.5-1.7x the requests/s of the tiny demo); a slower one as one call "
+        "on every core, which answers a lone request soonest. 1 on a GPU.",
+    )
     workers: int = Field(
         0,
         ge=0,

@@ -85,6 +85,36 @@ def test_concurrent_mixed_lengths_equal_each_clip_alone(bundle):
     assert batched > 0  # some calls really held more than one clip
 
 
+def test_streams_answer_exactly_as_one_call_on_every_core(bundle, monkeypatch):
+    """The tiny model is laid out as two single-threaded calls at once (service/model.py);
+    /metrics says so, and every answer is the one-stream service's. Within 1e-5, not bit for
+    bit: concurrent requests share batches differently, and padding moves the last digits
+    (tests/service/test_model.py shows one batch bit for bit on either layout)."""
+    import service.model
+
+    monkeypatch.setattr(service.model, "available_cores", lambda: 2)
+    rng = np.random.default_rng(1)
+    clips = [
+        wav_bytes(s, freq_hz=f)
+        for s, f in zip(rng.uniform(0.5, 4.0, 12), rng.uniform(100, 400, 12), strict=True)
+    ]
+    answers = {}
+    for streams in (0, 1):
+        with client_for(bundle, engine_streams=streams) as client:
+            with ThreadPoolExecutor(12) as pool:
+                answers[streams] = list(pool.map(lambda c: post_wav(client, c).json(), clips))
+            laid_out = (
+                metric(client, "emodistill_engine_streams"),
+                metric(client, "emodistill_batch_audio_budget_seconds"),
+            )
+        assert laid_out == ((2.0, 24.0) if streams == 0 else (1.0, 96.0))
+    for streams, one in zip(answers[0], answers[1], strict=True):
+        assert (
+            max(abs(streams["probabilities"][k] - one["probabilities"][k]) for k in LABELS) < 1e-5
+        )
+        assert streams["label"] == one["label"]
+
+
 def _wav_float(x: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, x, 16_000, format="WAV", subtype="FLOAT")

@@ -414,3 +414,88 @@ def test_no_wait_sends_a_lone_clip_at_once_and_batches_what_arrives_meanwhile() 
     assert sent_after_s < 1.0  # no deadline to wait for; generous for a shared machine
     assert [len(batch) for batch in backend.batches] == [1, 6]
     assert [row[1] for row in rows] == list(range(1, 8))
+
+
+class OverlapBackend(FakeBackend):
+    """FakeBackend that counts the calls running at once (several batches in flight)."""
+
+    def __init__(self, delay_s: float = 0.0, held: bool = False) -> None:
+        super().__init__(delay_s, held)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
+
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return super().infer(clips)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_a_batch_starts_while_another_is_held_only_with_a_free_slot(in_flight: int) -> None:
+    backend = OverlapBackend(held=True)
+
+    async def main() -> list[np.ndarray]:
+        async with running(backend, max_batch_size=1, max_wait_ms=0, in_flight=in_flight) as b:
+            first = await hold_backend(b, backend)
+            second = asyncio.ensure_future(b.submit(clip(10, 2)))
+            if in_flight == 2:
+                await until(lambda: backend.running == 2)  # both held in the backend at once
+            else:
+                await until(lambda: b.queue_depth == 1)
+                await asyncio.sleep(0.05)
+                assert backend.running == 1 and b.queue_depth == 1  # waits for the one slot
+            backend.gate.set()
+            return [*(await first), await second]
+
+    rows = run(main)
+    assert [row[1] for row in rows] == [0, 2]
+    assert backend.most_at_once == in_flight
+
+
+def test_each_caller_gets_its_own_row_with_batches_in_flight_at_once() -> None:
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 4000, size=200)
+    backend = OverlapBackend(delay_s=0.005)
+
+    async def caller(b: Batcher, i: int) -> np.ndarray:
+        await asyncio.sleep(float(rng.uniform(0, 0.02)))
+        return await b.submit(clip(int(lengths[i]), i + 1))
+
+    async def main() -> list[np.ndarray]:
+        async with running(backend, max_batch_size=8, max_wait_ms=1, in_flight=3) as b:
+            return await asyncio.gather(*(caller(b, i) for i in range(200)))
+
+    rows = run(main)
+    assert [(row[0], row[1]) for row in rows] == [(lengths[i], i + 1) for i in range(200)]
+    assert sorted(t for tags in backend.tags for t in tags) == list(range(1, 201))  # once each
+    assert 2 <= backend.most_at_once <= 3
+
+
+def test_stop_with_drain_waits_for_every_batch_in_flight() -> None:
+    backend = OverlapBackend(held=True)
+
+    async def main() -> None:
+        b = Batcher(backend, config(max_batch_size=1, max_wait_ms=0, in_flight=2))
+        await b.start()
+        held = [asyncio.ensure_future(b.submit(clip(10, i))) for i in (1, 2)]
+        queued = asyncio.ensure_future(b.submit(clip(10, 3)))
+        await until(lambda: backend.running == 2 and b.queue_depth == 1)
+        stopping = asyncio.create_task(b.stop(drain=True))
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # two batches are still in the backend
+        backend.gate.set()
+        await stopping
+        assert [(await t)[1] for t in (*held, queued)] == [1, 2, 3]
+
+    run(main)
+
+
+def test_in_flight_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError):
+        config(in_flight=0)
