@@ -48,6 +48,7 @@ from bench.peer_model import STATS_ENV, read_stats
 from bench.service_load import batch_totals, fire, free_port, own_cpu_s, process_tree, speech_like
 from emodistill.bundle import load_bundle
 from emodistill.options import InferenceOptions
+from emodistill.streams import STREAM_BATCH_AUDIO_S
 
 PEERS = ("litserve", "ray", "triton")
 MODULES = {"ours": "service", "litserve": "bench.peer_litserve", "ray": "bench.peer_ray"}
@@ -334,9 +335,10 @@ def main() -> None:
 _OURS = InferenceOptions()
 _JSON_PARSER = "orjson" if importlib.util.find_spec("orjson") else "Python's json"
 SETTINGS = {
-    "ours": "python -m service --model BUNDLE (its defaults: the host's layout, dynamic "
-    f"batching of at most {_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s of "
-    f"padded audio; v2 JSON read by {_JSON_PARSER})",
+    "ours": "python -m service --model BUNDLE (its defaults: the host's layout; on the CPU a "
+    "model call per core at once, each of at most "
+    f"{_OURS.max_batch_size} clips and {STREAM_BATCH_AUDIO_S:g} s of padded audio, a lone one "
+    f"on every core; v2 JSON read by {_JSON_PARSER})",
     "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
     "workers_per_device=1), one API server",
     "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "

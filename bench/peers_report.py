@@ -29,11 +29,12 @@ NOTES = [
     "numpy 1.26 for every server, ours included. transformers' pipeline needs ffmpeg to read a "
     "path and this machine has none: its files are read with soundfile inside the timed part.",
     "",
-    "Ours cuts a batch at `max_batch_size` clips or `max_batch_audio_s` of padded audio "
-    "(which bound memory for long clips; the settings above give the run's). A run made "
-    "under the 64 s cap (before issue 26's follow-up) cut 3 s clips into batches of 21 "
-    "where the peers take 32; 96 s, the default since, lets 32 through (its memory: section "
-    "2). On the JSON wire ours took about twice the CPU per request of its binary wire, "
+    "Ours cuts a batch at `max_batch_size` clips or its padded-audio budget. Since issue 26's "
+    "third round it runs, on the CPU, one model call per core at once, each in batches of at "
+    "most 24 s of padded audio (emodistill/streams.py): behind a service, an operator shared "
+    "out over the cores waits at its barrier for the core the event loop has taken, and large "
+    "batches leave the cache. The runs before it (one call on both cores, batches of up to "
+    "64 s, then 96 s) lost to Triton and LitServe at 64 and 256 clients. On the JSON wire ours took about twice the CPU per request of its binary wire, "
     "mostly Python's json reading 48 000 numbers per 3 s clip, where Triton has a C++ "
     "parser; the route now reads it with orjson where installed (the settings say which).",
 ]

@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from emodistill.bundle import BundleMetadata
-from emodistill.engine_layout import EngineLayout, choose_layout
 from emodistill.gpu import CPU_PROVIDER
+from emodistill.streams import STREAM_BATCH_AUDIO_S, Streams
 
 from .batcher import BatcherConfig
 from .host import available_cores
@@ -64,40 +64,34 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
 
 
 def lay_out(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:
-    """The backend and settings to serve with: `engine_streams` fixed (several calls at once,
-    each on its share of the cores), and for the streams that warm-up chose, their batch
-    budget (emodistill/engine_layout.py). Off the CPU, or for a backend that cannot change
-    its threads, one call at a time, as configured."""
+    """The backend and settings to serve with, `engine_streams` fixed. On the CPU with
+    several cores, streams (emodistill/streams.py): `engine_streams` calls at once, each
+    beside another on cores / streams threads, a lone one on every core; chosen by default
+    (0), with batches of at most 24 s of padded audio. On a GPU, for one core, or for a
+    backend that cannot change its threads: one call at a time, as configured."""
+    if isinstance(backend, Streams):  # laid out already (the single process does it first)
+        return backend, settings
     cores = available_cores()
-    rethreadable = isinstance(backend, Rethreadable) and backend.provider == CPU_PROVIDER
     streams = settings.engine_streams
+    if not (isinstance(backend, Rethreadable) and backend.provider == CPU_PROVIDER) or cores < 2:
+        return backend, settings.model_copy(update={"engine_streams": 1})
     if streams == 0:
-        if not (rethreadable and settings.warmup):
-            return backend, settings.model_copy(update={"engine_streams": 1})
-        assert isinstance(backend, Rethreadable)
-        single = backend.with_threads(1)
-        rate_hz = backend.metadata.sample_rate_hz
-        layout = choose_layout(single.infer, cores, settings.max_batch_audio_s, rate_hz)
-        log.info(
-            "engine layout: %d call(s) at once on %s thread(s) each, %.0f s of padded audio "
-            "per call (%s)",
-            layout.streams,
-            layout.threads or cores,
-            layout.batch_audio_s,
-            layout.why,
-        )
-        chosen = single if layout.streams > 1 else backend
-        return chosen, _with_layout(settings, layout)
-    if streams > 1 and rethreadable:
-        assert isinstance(backend, Rethreadable)
-        backend = backend.with_threads(max(1, cores // streams))
-    return backend, settings
-
-
-def _with_layout(settings: Settings, layout: EngineLayout) -> Settings:
-    return settings.model_copy(
-        update={"engine_streams": layout.streams, "max_batch_audio_s": layout.batch_audio_s}
+        streams = cores
+        budget_s = min(settings.max_batch_audio_s, STREAM_BATCH_AUDIO_S)
+        settings = settings.model_copy(update={"max_batch_audio_s": budget_s})
+    settings = settings.model_copy(update={"engine_streams": streams})
+    if streams == 1:
+        return backend, settings
+    threads = max(1, cores // streams)
+    log.info(
+        "streams: %d model calls at once, each beside another on %d thread(s), a lone one on "
+        "%d; at most %.0f s of padded audio per call",
+        streams,
+        threads,
+        cores,
+        settings.max_batch_audio_s,
     )
+    return Streams(backend, backend.with_threads(threads)), settings
 
 
 def warm_up(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:

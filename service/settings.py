@@ -75,11 +75,11 @@ class Settings(BaseSettings, InferenceOptions):
     engine_streams: int = Field(
         0,
         ge=0,
-        description="Model calls at once, each on its share of the cores. 0: chosen at warm-up "
-        "on the CPU (emodistill/engine_layout.py): a model that scores a 3 s clip within "
-        "0.1 s on one core runs as a single-threaded call per core, in batches of at most "
-        "24 s of audio (1.5-1.7x the requests/s of the tiny demo); a slower one as one call "
-        "on every core, which answers a lone request soonest. 1 on a GPU.",
+        description="Model calls at once on the CPU: a call that starts beside another runs "
+        "on cores / N threads, a lone one on every core (emodistill/streams.py; the weights "
+        "are then held twice). 0: one per core, with at most 24 s of padded audio per call "
+        "(under load 1.2-1.7x the requests/s of one call on every core, measured on 2 "
+        "cores). 1: one call at a time on every core. Always 1 on a GPU.",
     )
     workers: int = Field(
         0,

@@ -360,7 +360,8 @@ def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
     its clip waits is dropped from the queue (never run) and counted as 499; the request
     ahead of it is still answered."""
     app = create_app(
-        Settings(model=bundle, max_batch_size=1, warmup=False), backend_factory=GatedBackend
+        Settings(model=bundle, max_batch_size=1, warmup=False, engine_streams=1),
+        backend_factory=GatedBackend,
     )
     with serving(app) as url, httpx.Client(base_url=url) as http, ThreadPoolExecutor(1) as pool:
         backend = GatedBackend.made[-1]

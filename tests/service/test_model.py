@@ -1,5 +1,5 @@
-"""How the service lays the model out on the cores at warm-up (service/model.py's lay_out),
-on the tiny real bundle: its calls are short, so on the CPU it runs as streams."""
+"""How the service lays the model out on the cores (service/model.py's lay_out), on the tiny
+real bundle: on the CPU with two cores, two calls at once by default."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import service.model
 from emodistill.runtime import OnnxBackend
-from export.parity import probe_clips
+from emodistill.streams import Streams
 from service.model import batcher_config, lay_out, warm_up
 from service.settings import Settings
 
@@ -21,45 +21,45 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("two_cores")
-def test_a_short_model_is_laid_out_as_single_threaded_streams(bundle: Path) -> None:
+def test_by_default_two_cores_serve_two_calls_at_once_of_at_most_24_s(bundle: Path) -> None:
     backend = OnnxBackend(bundle, "cpu")
     served, settings = warm_up(backend, Settings(model=bundle, device="cpu"))
+    assert isinstance(served, Streams) and served.alone is backend
+    assert isinstance(served.beside, OnnxBackend) and served.beside.threads == 1
     assert settings.engine_streams == 2 and settings.max_batch_audio_s == 24.0
-    assert isinstance(served, OnnxBackend) and served.threads == 1 and served is not backend
     config = batcher_config(settings, 16_000)
     assert config.in_flight == 2 and config.max_batch_samples == 24 * 16_000
+    assert lay_out(served, settings) == (served, settings)  # laid out once, whoever asks again
 
 
 @pytest.mark.usefixtures("two_cores")
-def test_the_layout_does_not_change_an_answer(bundle: Path) -> None:
-    """The same audio, the same answer, bit for bit, on one thread or on every core."""
-    backend = OnnxBackend(bundle, "cpu")
-    clips = probe_clips(6, 0.5, 3.0, 16_000)
-    expected = backend.infer(clips)
-    served, _ = lay_out(backend, Settings(model=bundle, device="cpu"))
-    assert isinstance(served, OnnxBackend) and served.threads == 1
-    assert np.array_equal(served.infer(clips), expected)
+def test_a_smaller_configured_budget_is_kept(bundle: Path) -> None:
+    _, settings = lay_out(OnnxBackend(bundle, "cpu"), Settings(model=bundle, max_batch_audio_s=10))
+    assert settings.max_batch_audio_s == 10.0
 
 
 @pytest.mark.usefixtures("two_cores")
-def test_fixed_streams_share_the_cores_and_keep_the_budget(bundle: Path) -> None:
+def test_fixed_streams_share_the_cores_and_keep_the_configured_budget(bundle: Path) -> None:
     served, settings = lay_out(
         OnnxBackend(bundle, "cpu"), Settings(model=bundle, device="cpu", engine_streams=2)
     )
-    assert isinstance(served, OnnxBackend) and served.threads == 1
+    assert isinstance(served, Streams) and isinstance(served.beside, OnnxBackend)
+    assert served.beside.threads == 1
     assert settings.engine_streams == 2 and settings.max_batch_audio_s == 96.0
 
 
 @pytest.mark.usefixtures("two_cores")
-def test_one_stream_or_no_warm_up_serves_as_configured(bundle: Path) -> None:
+def test_one_stream_serves_as_configured(bundle: Path) -> None:
     backend = OnnxBackend(bundle, "cpu")
-    for settings in (
-        Settings(model=bundle, device="cpu", engine_streams=1),
-        Settings(model=bundle, device="cpu", warmup=False),
-    ):
-        served, laid_out = lay_out(backend, settings)
-        assert served is backend and backend.threads == 0
-        assert laid_out.engine_streams == 1 and laid_out.max_batch_audio_s == 96.0
+    served, settings = lay_out(backend, Settings(model=bundle, engine_streams=1))
+    assert served is backend and backend.threads == 0
+    assert settings.engine_streams == 1 and settings.max_batch_audio_s == 96.0
+
+
+def test_one_core_serves_one_call_at_a_time(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service.model, "available_cores", lambda: 1)
+    backend = OnnxBackend(bundle, "cpu")
+    assert lay_out(backend, Settings(model=bundle))[0] is backend
 
 
 class NotRethreadable:
@@ -89,6 +89,42 @@ class OnTheGpu(NotRethreadable):
 @pytest.mark.parametrize("kind", [NotRethreadable, OnTheGpu])
 def test_a_gpu_or_fixed_backend_runs_one_call_at_a_time(bundle: Path, kind: type) -> None:
     backend = kind(bundle)
-    served, settings = warm_up(backend, Settings(model=bundle, device="cpu"))
+    served, settings = warm_up(backend, Settings(model=bundle, engine_streams=2))
     assert served is backend and settings.engine_streams == 1
     assert settings.max_batch_audio_s == 96.0
+
+
+def test_the_watchdog_sees_the_oldest_of_several_calls_in_flight(bundle: Path) -> None:
+    """The model process's TimedModel: with two calls at once, `busy_s` is the older's age,
+    and 0 once both are done (the workers' watchdog stops a model stuck in either)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.model_process import TimedModel
+
+    gates = [threading.Event(), threading.Event()]
+    entered = [threading.Event(), threading.Event()]
+
+    class TwoGates(NotRethreadable):
+        def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+            which = int(clips[0][0])
+            entered[which].set()
+            assert gates[which].wait(10)
+            return np.zeros((len(clips), 4), dtype=np.float32)
+
+    timed = TimedModel(TwoGates(bundle))
+    assert timed.busy_s == 0.0
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(timed.infer, [np.zeros(160, dtype=np.float32)])
+        assert entered[0].wait(10)
+        time.sleep(0.3)
+        second = pool.submit(timed.infer, [np.ones(160, dtype=np.float32)])
+        assert entered[1].wait(10)
+        assert timed.busy_s >= 0.3  # the older call's age, not the newer's
+        gates[0].set()
+        first.result(10)
+        assert timed.busy_s < 0.3  # now only the newer runs
+        gates[1].set()
+        second.result(10)
+    assert timed.busy_s == 0.0

@@ -1,0 +1,78 @@
+"""Several model calls at once on the CPU, each on one core, with a lone call on all of them.
+
+One call on every core (onnxruntime's default) answers a lone request soonest. Under load it
+wastes the cores: an operator shared out over them ends at a barrier where every core waits
+for the slowest, and in a service the slowest is the one the event loop has just taken
+(parsing, decoding and answering the next requests). A small model's operators are short,
+so it meets a barrier every few microseconds. Behind the service on the 2-core bench machine,
+two single-threaded calls at once, in batches of at most 24 s of audio, answered more
+requests per second than one call on both cores in batches of up to 96 s: 1.55–1.66× for
+the tiny demo student, 1.19× for HuBERT-base, with a lower p99 (docs/benchmarks.md,
+section 9). In the engine alone, with nothing else on the cores, the gain was 1.0–1.5× and
+varied from run to run.
+
+`Streams` keeps both: a call that starts while no other runs takes every core; a call that
+starts beside another runs on one thread. The price is a second session, so the weights are
+held twice (HuBERT-base fp32: about 0.4 GB more). The answers do not depend on the threads:
+the same batch gives the same numbers, bit for bit.
+
+Torch-free; knows nothing of HTTP or of the batcher, which calls `infer` from one thread per
+batch in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from emodistill.bundle import BundleMetadata
+
+# Padded audio per call for streams: in the service, two calls of 24 s beat two of 6 s by
+# 10–30 % in requests/s (each call has its own costs: padding, the thread hand-off, the
+# answers), and one call of 96 s by more (a large batch's activations leave the cache).
+STREAM_BATCH_AUDIO_S = 24.0
+
+
+class Session(Protocol):
+    """A model as emodistill.runtime.OnnxBackend serves it."""
+
+    metadata: BundleMetadata
+    provider: str
+    model_file: Path
+
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray: ...
+
+    def warm_up(self, batch_size: int, seconds: float) -> float: ...
+
+
+class Streams:
+    """`alone` (every core) for a call that starts while none runs, `beside` (one thread)
+    for a call that starts while another runs; thread-safe. clips (float32 [samples]) ->
+    the backends' output, [B, C] or [B, C + D]."""
+
+    def __init__(self, alone: Session, beside: Session) -> None:
+        self.alone, self.beside = alone, beside
+        self.metadata, self.provider, self.model_file = (
+            alone.metadata,
+            alone.provider,
+            alone.model_file,
+        )
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def infer(self, clips: list[np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self._running += 1
+            session = self.alone if self._running == 1 else self.beside
+        try:
+            return session.infer(clips)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def warm_up(self, batch_size: int, seconds: float) -> float:
+        """Both sessions, so that neither's first call pays for its allocations."""
+        return self.alone.warm_up(batch_size, seconds) + self.beside.warm_up(batch_size, seconds)
