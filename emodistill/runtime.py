@@ -68,7 +68,7 @@ def make_session(path: Path, cuda: bool = False, threads: int = 0) -> ort.Infere
     """The one way a bundle's ONNX file is opened, as the service runs it: the service, the
     Python API, export's parity figures and the benchmarks all use it. `cuda`: the CUDA
     provider first (with CUDA_OPTIONS), the CPU for what it does not run. `threads`: the
-    CPU's threads per call (0: onnxruntime's default, one per core; emodistill.engine_layout
+    CPU's threads per call (0: onnxruntime's default, one per core; emodistill.streams
     says when fewer pay). The answers do not depend on it."""
     options = ort.SessionOptions()
     options.log_severity_level = 3

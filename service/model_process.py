@@ -168,9 +168,8 @@ async def _serve(
     metrics.note_layout(settings.engine_streams, settings.max_batch_audio_s)
     server = ModelServer(backend, settings, metrics)
     await server.batcher.start()
-    unix = await asyncio.get_running_loop().create_unix_server(server.connection, socket_path)
+    unix = await loop.create_unix_server(server.connection, socket_path)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     # The supervisor sends SIGTERM once every HTTP worker has drained: nothing is queued then,
     # but whatever is still in flight finishes before the process ends.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
