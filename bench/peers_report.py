@@ -34,7 +34,8 @@ NOTES = [
     "most 24 s of padded audio (emodistill/streams.py): behind a service, an operator shared "
     "out over the cores waits at its barrier for the core the event loop has taken, and large "
     "batches leave the cache. The runs before it (one call on both cores, batches of up to "
-    "64 s, then 96 s) lost to Triton and LitServe at 64 and 256 clients. On the JSON wire ours took about twice the CPU per request of its binary wire, "
+    "64 s, then 96 s) lost to Triton and LitServe at 64 and 256 clients. On the JSON wire "
+    "ours took about twice the CPU per request of its binary wire, "
     "mostly Python's json reading 48 000 numbers per 3 s clip, where Triton has a C++ "
     "parser; the route now reads it with orjson where installed (the settings say which).",
 ]
