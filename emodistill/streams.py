@@ -23,12 +23,10 @@ batch in flight.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from emodistill.bundle import BundleMetadata
+from emodistill.runtime import OnnxBackend
 
 # Padded audio per call for streams: in the service, two calls of 24 s beat two of 6 s by
 # 10–30 % in requests/s (each call has its own costs: padding, the thread hand-off, the
@@ -36,24 +34,12 @@ from emodistill.bundle import BundleMetadata
 STREAM_BATCH_AUDIO_S = 24.0
 
 
-class Session(Protocol):
-    """A model as emodistill.runtime.OnnxBackend serves it."""
-
-    metadata: BundleMetadata
-    provider: str
-    model_file: Path
-
-    def infer(self, clips: list[np.ndarray]) -> np.ndarray: ...
-
-    def warm_up(self, batch_size: int, seconds: float) -> float: ...
-
-
 class Streams:
     """`alone` (every core) for a call that starts while none runs, `beside` (one thread)
     for a call that starts while another runs; thread-safe. clips (float32 [samples]) ->
     the backends' output, [B, C] or [B, C + D]."""
 
-    def __init__(self, alone: Session, beside: Session) -> None:
+    def __init__(self, alone: OnnxBackend, beside: OnnxBackend) -> None:
         self.alone, self.beside = alone, beside
         self.metadata, self.provider, self.model_file = (
             alone.metadata,

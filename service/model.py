@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 
 from emodistill.bundle import BundleMetadata
 from emodistill.gpu import CPU_PROVIDER
+from emodistill.runtime import OnnxBackend
 from emodistill.streams import STREAM_BATCH_AUDIO_S, Streams
 
 from .batcher import BatcherConfig
@@ -40,14 +41,6 @@ class ModelBackend(ServedModel, Protocol):
     def warm_up(self, batch_size: int, seconds: float) -> float: ...
 
 
-@runtime_checkable
-class Rethreadable(Protocol):
-    """A backend whose calls may run on fewer threads each, several at once
-    (emodistill.runtime.OnnxBackend)."""
-
-    def with_threads(self, threads: int) -> ModelBackend: ...
-
-
 # (bundle, device, int8) -> the backend; OnnxBackend itself in production.
 BackendFactory = Callable[[Path, str, bool], ModelBackend]
 
@@ -68,18 +61,18 @@ def lay_out(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Se
     several cores, streams (emodistill/streams.py): `engine_streams` calls at once, each
     beside another on cores / streams threads, a lone one on every core; chosen by default
     (0), with batches of at most 24 s of padded audio. On a GPU, for one core, or for a
-    backend that cannot change its threads: one call at a time, as configured."""
+    backend other than emodistill.runtime.OnnxBackend: one call at a time, as configured."""
     if isinstance(backend, Streams):  # laid out already (the single process does it first)
         return backend, settings
     cores = available_cores()
-    streams = settings.engine_streams
-    if not (isinstance(backend, Rethreadable) and backend.provider == CPU_PROVIDER) or cores < 2:
+    if not (isinstance(backend, OnnxBackend) and backend.provider == CPU_PROVIDER) or cores < 2:
         return backend, settings.model_copy(update={"engine_streams": 1})
+    streams, budget_s = settings.engine_streams, settings.max_batch_audio_s
     if streams == 0:
-        streams = cores
-        budget_s = min(settings.max_batch_audio_s, STREAM_BATCH_AUDIO_S)
-        settings = settings.model_copy(update={"max_batch_audio_s": budget_s})
-    settings = settings.model_copy(update={"engine_streams": streams})
+        streams, budget_s = cores, min(budget_s, STREAM_BATCH_AUDIO_S)
+    settings = settings.model_copy(
+        update={"engine_streams": streams, "max_batch_audio_s": budget_s}
+    )
     if streams == 1:
         return backend, settings
     threads = max(1, cores // streams)
