@@ -2,7 +2,8 @@
 
     python -m bench.peers --model models/demo/bundle [--base models/bench/base_bundle]
                           [--clients 16,64,256] [--requests 512] [--repeats 2] [--clip-s 3]
-                          [--peers litserve,ray,triton] [--out FILE.json]
+                          [--peers litserve,ray,triton] [--kinds multipart,v2-binary,v2-json]
+                          [--out FILE.json]
 
 Needs the `peers` extra (make bench-peers installs it into its own venv). Every server is started
 once, then at each client count the pairs are driven in alternation (round after round, the
@@ -48,7 +49,7 @@ from bench.peer_model import STATS_ENV, read_stats
 from bench.service_load import batch_totals, fire, free_port, own_cpu_s, process_tree, speech_like
 from emodistill.bundle import load_bundle
 from emodistill.options import InferenceOptions
-from emodistill.streams import STREAM_BATCH_AUDIO_S
+from emodistill.streams import STREAM_BATCH_AUDIO_S, STREAM_MAX_CALL_S
 
 PEERS = ("litserve", "ray", "triton")
 MODULES = {"ours": "service", "litserve": "bench.peer_litserve", "ray": "bench.peer_ray"}
@@ -181,10 +182,11 @@ def measure(
     clients: int,
     requests: int,
     repeats: int,
+    kinds: tuple[str, ...] = tuple(KINDS),
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{kind: {server: figures}} at one client count, every pair in alternation."""
     requests = max(requests, 2 * clients)
-    runs = [(k, s) for k, names in KINDS.items() for s in names if s in servers]
+    runs = [(k, s) for k, names in KINDS.items() if k in kinds for s in names if s in servers]
     for kind, name in runs:  # warm-up burst each
         send(servers[name].url, wire_of[kind], min(requests, 2 * clients), clients)
     rates: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
@@ -243,7 +245,7 @@ def run_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     servers[name] = server
             for clients in args.clients:
-                level = measure(servers, wire_of, clients, args.requests, args.repeats)
+                level = measure(servers, wire_of, clients, args.requests, args.repeats, args.kinds)
                 entry["levels"][str(clients)] = level
                 print_level(clients, level)
         finally:
@@ -298,6 +300,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="rounds per server and level")
     p.add_argument("--clip-s", type=float, default=3.0)
     p.add_argument("--peers", default=",".join(PEERS))
+    p.add_argument("--kinds", default=",".join(KINDS), help="the wires to drive (all by default)")
     p.add_argument(
         "--api-files", type=int, default=48, help="files for the Python API part (0: none)"
     )
@@ -309,6 +312,9 @@ def main() -> None:
         # Before any figure is written: a run without its peers would overwrite theirs.
         sys.exit(f"error: {', '.join(missing)} not installed here; run `make bench-peers`")
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.kinds = tuple(kind for kind in args.kinds.split(",") if kind)
+    if unknown := [kind for kind in args.kinds if kind not in KINDS]:
+        sys.exit(f"error: unknown kinds {unknown}; the kinds are {list(KINDS)}")
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": versions(),
@@ -333,12 +339,22 @@ def main() -> None:
 
 # What each server was configured with: stated in the report.
 _OURS = InferenceOptions()
-_JSON_PARSER = "orjson" if importlib.util.find_spec("orjson") else "Python's json"
+_JSON_PARSER = (
+    " and ".join(
+        name
+        for module, name in (("simdjson", "simdjson (the common request)"), ("orjson", "orjson"))
+        if importlib.util.find_spec(module)
+    )
+    or "Python's json"
+)
 SETTINGS = {
-    "ours": "python -m service --model BUNDLE (its defaults: the host's layout; on the CPU a "
-    "model call per core at once, each of at most "
+    "ours": "python -m service --model BUNDLE (its defaults: the host's layout; on the CPU, "
+    f"where a call of {STREAM_BATCH_AUDIO_S:g} s takes less than {STREAM_MAX_CALL_S:g} s "
+    "(the demo), a model call per core at once, each of at most "
     f"{_OURS.max_batch_size} clips and {STREAM_BATCH_AUDIO_S:g} s of padded audio, a lone one "
-    f"on every core; v2 JSON read by {_JSON_PARSER})",
+    f"on every core; else (HuBERT-base) one call at a time on every core, of at most "
+    f"{_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s; v2 JSON read by "
+    f"{_JSON_PARSER})",
     "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
     "workers_per_device=1), one API server",
     "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "

@@ -30,14 +30,21 @@ NOTES = [
     "path and this machine has none: its files are read with soundfile inside the timed part.",
     "",
     "Ours cuts a batch at `max_batch_size` clips or its padded-audio budget. Since issue 26's "
-    "third round it runs, on the CPU, one model call per core at once, each in batches of at "
-    "most 24 s of padded audio (emodistill/streams.py): behind a service, an operator shared "
-    "out over the cores waits at its barrier for the core the event loop has taken, and large "
-    "batches leave the cache. The runs before it (one call on both cores, batches of up to "
-    "64 s, then 96 s) lost to Triton and LitServe at 64 and 256 clients. On the JSON wire "
+    "third round it runs the tiny demo, on the CPU, as one model call per core at once, each "
+    "in batches of at most 24 s of padded audio (emodistill/streams.py): behind a service, a "
+    "small model's operator shared out over the cores waits at its barrier for the core the "
+    "event loop has taken, and large batches leave the cache. The runs before it (one call on "
+    "both cores, batches of up to 64 s, then 96 s) lost to Triton and LitServe at 64 and 256 "
+    "clients. HuBERT-base's operators share out well: since the fourth round the service "
+    "times its warm-up and serves a model whose 24 s call takes 0.5 s or more (HuBERT-base: "
+    "about 2.7 s) one call at a time on every core, in batches of up to 96 s, which answered "
+    "1.20× the requests of streams (docs/service-profile.md). On the JSON wire "
     "ours took about twice the CPU per request of its binary wire, "
     "mostly Python's json reading 48 000 numbers per 3 s clip, where Triton has a C++ "
-    "parser; the route now reads it with orjson where installed (the settings say which).",
+    "parser. The route then read it with orjson, which still makes a Python float of every "
+    "sample and held the GIL for it; since issue 26's fourth round simdjson reads the common "
+    "request's samples straight into an array (service/v2_json.py; the settings say which "
+    "parser ran).",
 ]
 
 

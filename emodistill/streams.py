@@ -1,15 +1,19 @@
 """Several model calls at once on the CPU, each on one core, with a lone call on all of them.
 
 One call on every core (onnxruntime's default) answers a lone request soonest. Under load it
-wastes the cores: an operator shared out over them ends at a barrier where every core waits
-for the slowest, and in a service the slowest is the one the event loop has just taken
+can waste the cores: an operator shared out over them ends at a barrier where every core
+waits for the slowest, and in a service the slowest is the one the event loop has just taken
 (parsing, decoding and answering the next requests). A small model's operators are short,
 so it meets a barrier every few microseconds. Behind the service on the 2-core bench machine,
-two single-threaded calls at once, in batches of at most 24 s of audio, answered more
-requests per second than one call on both cores in batches of up to 96 s: 1.55–1.66× for
-the tiny demo student, 1.19× for HuBERT-base, with a lower p99 (docs/benchmarks.md,
-section 9). In the engine alone, with nothing else on the cores, the gain was 1.0–1.5× and
-varied from run to run.
+the tiny demo student answered 1.55–1.66× more requests per second as two single-threaded
+calls at once, in batches of at most 24 s of audio, than as one call on both cores in
+batches of up to 96 s, with a lower p99 (docs/service-profile.md).
+
+A large model's operators are long, and share out well: HuBERT-base answered 1.20× more as
+one call on both cores (6 rounds in alternation, 3.66 against 3.06 requests/s, 507 against
+606 ms of CPU per request). So the service times its warm-up call, and serves streams only
+where a call of 24 s takes less than STREAM_MAX_CALL_S on every core (service/model.py's
+lay_out): 0.05–0.1 s for the demo student, 2.7 s for HuBERT-base, on that machine.
 
 `Streams` keeps both: a call that starts while no other runs takes every core; a call that
 starts beside another runs on one thread. The price is a second session, so the weights are
@@ -32,6 +36,9 @@ from emodistill.runtime import OnnxBackend
 # 10–30 % in requests/s (each call has its own costs: padding, the thread hand-off, the
 # answers), and one call of 96 s by more (a large batch's activations leave the cache).
 STREAM_BATCH_AUDIO_S = 24.0
+# From this long a call of STREAM_BATCH_AUDIO_S on every core, one call at a time serves: the
+# two models measured lie 5× below and 5× above it (see above).
+STREAM_MAX_CALL_S = 0.5
 
 
 class Streams:

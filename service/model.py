@@ -15,7 +15,7 @@ import numpy as np
 from emodistill.bundle import BundleMetadata
 from emodistill.gpu import CPU_PROVIDER
 from emodistill.runtime import OnnxBackend
-from emodistill.streams import STREAM_BATCH_AUDIO_S, Streams
+from emodistill.streams import STREAM_BATCH_AUDIO_S, STREAM_MAX_CALL_S, Streams
 
 from .batcher import BatcherConfig
 from .host import available_cores
@@ -56,19 +56,33 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
     )
 
 
-def lay_out(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:
+def lay_out(
+    backend: ModelBackend, settings: Settings, call_s: float | None = None
+) -> tuple[ModelBackend, Settings]:
     """The backend and settings to serve with, `engine_streams` fixed. On the CPU with
     several cores, streams (emodistill/streams.py): `engine_streams` calls at once, each
-    beside another on cores / streams threads, a lone one on every core; chosen by default
-    (0), with batches of at most 24 s of padded audio. On a GPU, for one core, or for a
-    backend other than emodistill.runtime.OnnxBackend: one call at a time, as configured."""
+    beside another on cores / streams threads, a lone one on every core. By default (0):
+    streams, with batches of at most 24 s of padded audio, unless a call of 24 s takes
+    `call_s` ≥ STREAM_MAX_CALL_S on every core (warm_up times it; None: not timed), when
+    one call at a time serves, as configured. On a GPU, for one core, or for a backend
+    other than emodistill.runtime.OnnxBackend: one call at a time, as configured."""
     if isinstance(backend, Streams):  # laid out already (the single process does it first)
         return backend, settings
     cores = available_cores()
     if not (isinstance(backend, OnnxBackend) and backend.provider == CPU_PROVIDER) or cores < 2:
         return backend, settings.model_copy(update={"engine_streams": 1})
     streams, budget_s = settings.engine_streams, settings.max_batch_audio_s
-    if streams == 0:
+    if streams == 0 and call_s is not None and call_s >= STREAM_MAX_CALL_S:
+        streams = 1
+        log.info(
+            "streams: one model call at a time on %d cores, as a call of %.0f s takes about %.2f s "
+            "(from %.1f s, a model's operators are large enough to share out)",
+            cores,
+            STREAM_BATCH_AUDIO_S,
+            call_s,
+            STREAM_MAX_CALL_S,
+        )
+    elif streams == 0:
         streams, budget_s = cores, min(budget_s, STREAM_BATCH_AUDIO_S)
     settings = settings.model_copy(
         update={"engine_streams": streams, "max_batch_audio_s": budget_s}
@@ -88,11 +102,17 @@ def lay_out(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Se
 
 
 def warm_up(backend: ModelBackend, settings: Settings) -> tuple[ModelBackend, Settings]:
-    """Lays the model out on the cores (`lay_out`), then runs one full batch so that the
-    first request pays no start-up cost: the backend and settings to serve with."""
-    backend, settings = lay_out(backend, settings)
-    if settings.warmup:
+    """Runs one full batch on every core, so that the first request pays no start-up cost,
+    timing it for `lay_out`; then lays the model out on the cores and warms what the layout
+    added: the backend and settings to serve with."""
+    if not settings.warmup:
+        return lay_out(backend, settings)
+    seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
+    took = backend.warm_up(settings.max_batch_size, seconds)
+    log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
+    call_s = took * STREAM_BATCH_AUDIO_S / (settings.max_batch_size * seconds)
+    served, settings = lay_out(backend, settings, call_s)
+    if isinstance(served, Streams) and served is not backend:
         seconds = min(settings.window_s, settings.max_batch_audio_s / settings.max_batch_size)
-        took = backend.warm_up(settings.max_batch_size, seconds)
-        log.info("warm-up: %d × %.1f s in %.2f s", settings.max_batch_size, seconds, took)
-    return backend, settings
+        served.beside.warm_up(settings.max_batch_size, seconds)
+    return served, settings

@@ -77,9 +77,11 @@ class Settings(BaseSettings, InferenceOptions):
         ge=0,
         description="Model calls at once on the CPU: a call that starts beside another runs "
         "on cores / N threads, a lone one on every core (emodistill/streams.py; the weights "
-        "are then held twice). 0: one per core, with at most 24 s of padded audio per call "
-        "(under load 1.2-1.7x the requests/s of one call on every core, measured on 2 "
-        "cores). 1: one call at a time on every core. Always 1 on a GPU.",
+        "are then held twice). 0: chosen at warm-up: one per core, with at most 24 s of "
+        "padded audio per call, where such a call takes under 0.5 s on every core (a small "
+        "model: 1.55-1.66x the requests/s of one call on every core, measured on 2 cores), "
+        "else 1 (a large model's operators share out well: HuBERT-base 1.20x). 1: one call "
+        "at a time on every core. Always 1 on a GPU.",
     )
     workers: int = Field(
         0,

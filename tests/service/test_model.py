@@ -1,5 +1,6 @@
 """How the service lays the model out on the cores (service/model.py's lay_out), on the tiny
-real bundle: on the CPU with two cores, two calls at once by default."""
+real bundle: on the CPU with two cores, two calls at once by default, one at a time for a
+model whose calls are long."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 import service.model
 from emodistill.runtime import OnnxBackend
-from emodistill.streams import Streams
+from emodistill.streams import STREAM_MAX_CALL_S, Streams
 from service.model import batcher_config, lay_out, warm_up
 from service.settings import Settings
 
@@ -30,6 +31,33 @@ def test_by_default_two_cores_serve_two_calls_at_once_of_at_most_24_s(bundle: Pa
     config = batcher_config(settings, 16_000)
     assert config.in_flight == 2 and config.max_batch_samples == 24 * 16_000
     assert lay_out(served, settings) == (served, settings)  # laid out once, whoever asks again
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_a_model_whose_calls_are_long_serves_one_call_at_a_time(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = OnnxBackend(bundle, "cpu")
+    # The warm-up's 32 × 3 s took 4 s: a call of 24 s would take 1 s, beyond STREAM_MAX_CALL_S.
+    monkeypatch.setattr(backend, "warm_up", lambda batch_size, seconds: 4.0)
+    served, settings = warm_up(backend, Settings(model=bundle, device="cpu"))
+    assert served is backend and backend.threads == 0
+    assert settings.engine_streams == 1 and settings.max_batch_audio_s == 96.0
+    assert batcher_config(settings, 16_000).in_flight == 1
+
+
+@pytest.mark.usefixtures("two_cores")
+@pytest.mark.parametrize("call_s", [None, 0.0, STREAM_MAX_CALL_S * 0.99])
+def test_short_or_untimed_calls_serve_streams(bundle: Path, call_s: float | None) -> None:
+    served, settings = lay_out(OnnxBackend(bundle, "cpu"), Settings(model=bundle), call_s)
+    assert isinstance(served, Streams) and settings.engine_streams == 2
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_a_fixed_count_holds_whatever_the_calls_take(bundle: Path) -> None:
+    settings = Settings(model=bundle, engine_streams=2)
+    served, settings = lay_out(OnnxBackend(bundle, "cpu"), settings, STREAM_MAX_CALL_S * 10)
+    assert isinstance(served, Streams) and settings.engine_streams == 2
 
 
 @pytest.mark.usefixtures("two_cores")
