@@ -45,6 +45,13 @@ NOTES = [
     "sample and held the GIL for it; since issue 26's fourth round simdjson reads the common "
     "request's samples straight into an array (service/v2_json.py; the settings say which "
     "parser ran).",
+    "",
+    "An idle LitServe is not idle: its worker polls its queue, 21 % of a core on this 2-core "
+    "machine (ours and Triton: under 1 %). Until issue 26's fourth round every server stayed "
+    "running while another was driven, so LitServe took that share from ours and Triton "
+    "during their rounds, and not the reverse; since then the others are paused (SIGSTOP) "
+    "while one is driven, Ray excepted (its processes watch each other's heartbeats). The "
+    "command line above says which rows were measured so.",
 ]
 
 
