@@ -54,7 +54,7 @@ def batch_size(clip_s: float, cap_s: float, rate_hz: int) -> int:
     options = InferenceOptions(max_batch_audio_s=cap_s)
     queue = [int(clip_s * rate_hz)] * options.max_batch_size
     budget = options.max_batch_samples(rate_hz)
-    return len(cut_batches(queue, options.max_batch_size, budget)[0])
+    return len(cut_batches(queue, options.max_batch_size, budget, options.max_batch_padding)[0])
 
 
 def measure_one(bundle: Path, clip_s: float, clips: int, repeats: int) -> dict[str, Any]:

@@ -21,10 +21,10 @@ SERVICE_WORKERS = "--model {model} --service-args '--workers 2 --device cpu'"
 Settings = dict[str, tuple[str, str]]
 CPU_PEAK = f"--bundle {BASE_BUNDLE}"
 # The peers (make bench-peers: their own venv). HuBERT-base answers ~3 clips/s here: fewer
-# clients and requests for it than for the demo bundle.
+# clients and requests for it than for the demo bundle; it runs again on clips of mixed lengths.
 PEERS = (
     f"--model {{model}} --base {BASE_BUNDLE} --clients 16,64,256 --base-clients 16,64 "
-    "--base-requests 64"
+    "--base-requests 128 --base-mixed"
 )
 ENGINE_CPU = "--devices cpu --preset"
 BATCH_MEMORY = f"--bundle {{model}} --bundle {BASE_BUNDLE} --caps-s 64,96,128 --clips-s 3,10,30"
@@ -62,6 +62,8 @@ FULL: Settings = {
     "cpu_peak": ("cpu_peak.py", CPU_PEAK + " --batch-sizes 1,4,8 --lengths-s 2,6 --repeats 5"),
     "peers": ("peers.py", PEERS + " --requests 1024 --repeats 3"),
     "batch_memory": ("batch_memory.py", BATCH_MEMORY + " --repeats 3"),
+    # About 13 minutes on 2 cores: HuBERT-base embeddings of the demo corpus, an export.
+    "head_trained_base": ("head_trained_base.py", "--corpus models/demo/corpus"),
 }
 # The GPU checklist (make gpu-check): engines at batch 1-64 over 2 s and 8 s clips, eager and
 # compiled; the base bundle's CUDA parity; the service on CUDA; one training step of the

@@ -1,7 +1,8 @@
 """Ours against what users would pick instead, side by side on one machine in one run.
 
     python -m bench.peers --model models/demo/bundle [--base models/bench/base_bundle]
-                          [--clients 16,64,256] [--requests 512] [--repeats 2] [--clip-s 3]
+                          [--clients 16,64,256] [--requests 512] [--repeats 2]
+                          [--clip-s 3 | --mixed] [--base-mixed]
                           [--peers litserve,ray,triton] [--kinds multipart,v2-binary,v2-json]
                           [--out FILE.json]
 
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -47,12 +49,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import soundfile as sf
 
 from bench.peer_model import STATS_ENV, read_stats
 from bench.service_load import batch_totals, fire, free_port, own_cpu_s, process_tree, speech_like
+from emodistill.audio import SAMPLE_RATE_HZ
 from emodistill.bundle import load_bundle
 from emodistill.options import InferenceOptions
 from emodistill.streams import STREAM_BATCH_AUDIO_S, STREAM_MAX_CALL_S
+from export.parity import probe_clips
 
 PEERS = ("litserve", "ray", "triton")
 MODULES = {"ours": "service", "litserve": "bench.peer_litserve", "ray": "bench.peer_ray"}
@@ -80,32 +85,59 @@ class Server:
 
 @dataclass(frozen=True)
 class Wire:
-    """One request as sent: path, body and how."""
+    """The requests of one kind as sent, in turn: path, bodies and how (each body with its
+    own headers)."""
 
     path: str
-    body: bytes
+    bodies: tuple[bytes, ...]
     content_type: str = "application/octet-stream"
     form_field: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: tuple[dict[str, str], ...] = ({},)
+
+    @property
+    def body(self) -> bytes:
+        """The first request: the readiness probe's."""
+        return self.bodies[0]
 
 
-def wires(bundle: Path, clip_s: float) -> dict[str, Wire]:
-    """The request of each kind for a `clip_s` clip: multipart WAV, v2 binary and JSON."""
-    import soundfile as sf
+# `--mixed`: clips of 1-6 s, as IEMOCAP's utterances mostly are, in turn (a fixed shuffle).
+MIXED_CLIPS = 16
+MIXED_S = (1.0, 6.0)
+MIXED_SEED = 5
+
+
+def clip_set(clip_s: float, mixed: bool) -> list[bytes]:
+    """The clips sent, as 16-bit WAV: one of `clip_s`, or MIXED_CLIPS of MIXED_S."""
+    if not mixed:
+        return [speech_like(clip_s)]
+    out = []
+    for clip in probe_clips(MIXED_CLIPS, *MIXED_S, SAMPLE_RATE_HZ, MIXED_SEED):
+        buffer = io.BytesIO()
+        sf.write(buffer, clip, SAMPLE_RATE_HZ, format="WAV", subtype="PCM_16")
+        out.append(buffer.getvalue())
+    return out
+
+
+def wires(bundle: Path, clip_s: float, mixed: bool = False) -> dict[str, Wire]:
+    """The requests of each kind for the clips (clip_set): multipart WAV, v2 binary and JSON."""
     import tritonclient.http as triton
 
-    wav = speech_like(clip_s)
-    samples = sf.read(__import__("io").BytesIO(wav), dtype="float32")[0][None]
+    wavs = clip_set(clip_s, mixed)
     name = load_bundle(bundle).name
-    out = {"multipart": Wire("/predict", wav, "audio/wav", form_field="file")}
+    out = {"multipart": Wire("/predict", tuple(wavs), "audio/wav", form_field="file")}
     for kind, binary in (("v2-binary", True), ("v2-json", False)):
-        audio = triton.InferInput("audio", list(samples.shape), "FP32")
-        audio.set_data_from_numpy(samples, binary_data=binary)
-        wanted = triton.InferRequestedOutput("probabilities", binary_data=binary)
-        body, json_size = triton.InferenceServerClient.generate_request_body([audio], [wanted])
-        headers = {"Inference-Header-Content-Length": str(json_size)} if json_size else {}
+        bodies, headers = [], []
+        for wav in wavs:
+            samples = sf.read(io.BytesIO(wav), dtype="float32")[0][None]
+            audio = triton.InferInput("audio", list(samples.shape), "FP32")
+            audio.set_data_from_numpy(samples, binary_data=binary)
+            wanted = triton.InferRequestedOutput("probabilities", binary_data=binary)
+            body, json_size = triton.InferenceServerClient.generate_request_body([audio], [wanted])
+            bodies.append(bytes(body))
+            headers.append({"Inference-Header-Content-Length": str(json_size)} if json_size else {})
         content = "application/octet-stream" if binary else "application/json"
-        out[kind] = Wire(f"/v2/models/{name}/infer", bytes(body), content, headers=headers)
+        path = f"/v2/models/{name}/infer"
+        out[kind] = Wire(path, tuple(bodies), content, headers=tuple(headers))
     return out
 
 
@@ -113,7 +145,7 @@ def send(url: str, wire: Wire, total: int, clients: int) -> tuple[float, list[fl
     return asyncio.run(
         fire(
             url,
-            wire.body,
+            wire.bodies,
             total,
             clients,
             wire.content_type,
@@ -151,7 +183,7 @@ def start(
                 files = {probe.form_field: ("clip", probe.body, probe.content_type)}
                 reply = httpx.post(server.url + probe.path, files=files, timeout=30)
             else:
-                headers = {"content-type": probe.content_type, **probe.headers}
+                headers = {"content-type": probe.content_type, **probe.headers[0]}
                 reply = httpx.post(
                     server.url + probe.path, content=probe.body, headers=headers, timeout=30
                 )
@@ -255,8 +287,9 @@ def measure(
 
 
 def run_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
-    wire_of = wires(bundle, args.clip_s)
+    wire_of = wires(bundle, args.clip_s, args.mixed)
     entry: dict[str, Any] = {"bundle": str(bundle), "levels": {}, "servers": {}}
+    entry["clips"] = _clips_shown(args)
     with tempfile.TemporaryDirectory() as tmp:
         servers: dict[str, Server] = {}
         try:
@@ -284,6 +317,12 @@ def run_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             for server in servers.values():
                 stop(server)
     return entry
+
+
+def _clips_shown(args: argparse.Namespace) -> str:
+    if args.mixed:
+        return f"{MIXED_CLIPS} clips of {MIXED_S[0]:g}-{MIXED_S[1]:g} s in turn"
+    return f"one clip of {args.clip_s:g} s"
 
 
 def _missing(name: str) -> str:
@@ -331,6 +370,16 @@ def main() -> None:
     p.add_argument("--base-requests", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2, help="rounds per server and level")
     p.add_argument("--clip-s", type=float, default=3.0)
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help=f"{MIXED_CLIPS} clips of {MIXED_S[0]:g}-{MIXED_S[1]:g} s in turn, not one of --clip-s",
+    )
+    p.add_argument(
+        "--base-mixed",
+        action="store_true",
+        help="then the base bundle again on the mixed clips (as --mixed), at its client counts",
+    )
     p.add_argument("--peers", default=",".join(PEERS))
     p.add_argument("--kinds", default=",".join(KINDS), help="the wires to drive (all by default)")
     p.add_argument(
@@ -351,22 +400,36 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": versions(),
         "clip_s": args.clip_s,
+        "clips": _clips_shown(args),
         "repeats": args.repeats,
         "settings": SETTINGS,
-        "bundles": {"demo": run_bundle(args.model, args)},
+        "service_args": args.service_args,
+        "bundles": {},
     }
+
+    def save() -> None:
+        """After each part: a part that fails later (a server, the API's torch) loses only
+        its own figures."""
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    result["bundles"]["demo"] = run_bundle(args.model, args)
+    save()
     if args.base is not None:
         if args.base_clients:
             args.clients = [int(c) for c in args.base_clients.split(",")]
         args.requests = args.base_requests or args.requests
         result["bundles"]["base"] = run_bundle(args.base, args)
-    result["service_args"] = args.service_args
+        save()
+        if args.base_mixed and not args.mixed:
+            args.mixed = True
+            result["bundles"]["base-mixed"] = run_bundle(args.base, args)
+            save()
     if args.api_files:
         from bench import peers_api
 
         result["api"] = peers_api.run(args.model, args.base, args.api_files)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        save()
 
 
 # What each server was configured with: stated in the report.
@@ -385,8 +448,8 @@ SETTINGS = {
     "(the demo), a model call per core at once, each of at most "
     f"{_OURS.max_batch_size} clips and {STREAM_BATCH_AUDIO_S:g} s of padded audio, a lone one "
     f"on every core; else (HuBERT-base) one call at a time on every core, of at most "
-    f"{_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s; v2 JSON read by "
-    f"{_JSON_PARSER})",
+    f"{_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s; a batch's padding at "
+    f"most {_OURS.max_batch_padding:g} of its audio; v2 JSON read by {_JSON_PARSER})",
     "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
     "workers_per_device=1), one API server",
     "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "

@@ -29,7 +29,8 @@ NOTES = [
     "numpy 1.26 for every server, ours included. transformers' pipeline needs ffmpeg to read a "
     "path and this machine has none: its files are read with soundfile inside the timed part.",
     "",
-    "Ours cuts a batch at `max_batch_size` clips or its padded-audio budget. Since issue 26's "
+    "Ours cuts a batch at `max_batch_size` clips, its padded-audio budget, or a clip that would "
+    "pad it beyond `max_batch_padding` (since issue 26's fifth round). Since issue 26's "
     "third round it runs the tiny demo, on the CPU, as one model call per core at once, each "
     "in batches of at most 24 s of padded audio (emodistill/streams.py): behind a service, a "
     "small model's operator shared out over the cores waits at its barrier for the core the "
@@ -49,9 +50,16 @@ NOTES = [
     "An idle LitServe is not idle: its worker polls its queue, 21 % of a core on this 2-core "
     "machine (ours and Triton: under 1 %). Until issue 26's fourth round every server stayed "
     "running while another was driven, so LitServe took that share from ours and Triton "
-    "during their rounds, and not the reverse; since then the others are paused (SIGSTOP) "
-    "while one is driven, Ray excepted (its processes watch each other's heartbeats). The "
-    "command line above says which rows were measured so.",
+    "during their rounds, and not the reverse. Every row here was measured with the others "
+    "paused (SIGSTOP) while one is driven, Ray excepted (its processes watch each other's "
+    "heartbeats).",
+    "",
+    "With clips of mixed lengths (`--mixed`) a batch costs what its padding costs: every clip "
+    "is computed to the batch's longest. LitServe and Ray Serve pad every batch to its "
+    "longest clip (their handlers call the same session as ours); Triton's dynamic batcher "
+    "joins only requests of one shape, so it never pads, and with 16 lengths in turn its "
+    "batches are small; ours joins a clip to a batch only while the padding stays within "
+    "`max_batch_padding` of the clips' own audio (emodistill/batching.py).",
 ]
 
 
@@ -91,7 +99,8 @@ def report_section(results: Any, model: str) -> list[str]:
         "",
     ]
     for name, entry in r["bundles"].items():
-        lines += [f"**{name} bundle** (`{entry['bundle']}`)", ""]
+        clips = f"; {entry['clips']}" if "clips" in entry else ""
+        lines += [f"**{name} bundle** (`{entry['bundle']}`{clips})", ""]
         for server, state in entry["servers"].items():
             if state.get("error"):
                 lines.append(f"- {NAMES.get(server, server)} did not run: {state['error']}")

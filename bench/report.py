@@ -82,6 +82,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
         decode,
         engine,
         frontend,
+        head_trained_base,
         peers_report,
         service_load,
         stream,
@@ -106,6 +107,7 @@ def _order() -> tuple[list[GoalRows], list[tuple[str, list[SectionWriter]]]]:
             [
                 engine.report_section,
                 cpu_peak.report_section,
+                head_trained_base.report_section,
                 batch_memory.report_section,
                 base_bundle.report_section,
             ],

@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,21 +144,25 @@ def start_service(
 
 async def fire(
     url: str,
-    body: bytes,
+    body: bytes | Sequence[bytes],
     total: int,
     concurrency: int,
     content_type: str = "audio/wav",
     path: str = "/predict",
     form_field: str | None = None,
-    extra_headers: dict[str, str] | None = None,
+    extra_headers: dict[str, str] | Sequence[dict[str, str]] | None = None,
 ) -> tuple[float, list[float]]:
     """`total` POSTs of `body` to `path` from `concurrency` clients, each on its own
     kept-alive connection: (wall seconds, latency of each request in seconds). `form_field`:
-    sent as that part of a multipart form instead (a file upload). Raises on any non-200."""
+    sent as that part of a multipart form instead (a file upload). Several bodies (each with
+    its own extra headers, if a list of them is given) are sent in turn. Raises on any
+    non-200."""
     latencies: list[float] = []
     left = total
-    headers = {} if form_field else {"content-type": content_type}
-    headers.update(extra_headers or {})
+    bodies = [body] if isinstance(body, bytes) else list(body)
+    extras = [extra_headers or {}] if not isinstance(extra_headers, Sequence) else extra_headers
+    base = {} if form_field else {"content-type": content_type}
+    headers = [{**base, **extras[i % len(extras)]} for i in range(len(bodies))]
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -166,12 +171,15 @@ async def fire(
             nonlocal left
             while left > 0:
                 left -= 1
+                turn = left % len(bodies)
                 start = time.perf_counter()
-                data: bytes | aiohttp.FormData = body
+                data: bytes | aiohttp.FormData = bodies[turn]
                 if form_field:  # one per request: aiohttp consumes a form as it sends it
                     data = aiohttp.FormData()
-                    data.add_field(form_field, body, filename="clip", content_type=content_type)
-                async with session.post(url + path, data=data, headers=headers) as reply:
+                    data.add_field(
+                        form_field, bodies[turn], filename="clip", content_type=content_type
+                    )
+                async with session.post(url + path, data=data, headers=headers[turn]) as reply:
                     await reply.read()
                     if reply.status != 200:
                         raise RuntimeError(f"{path} answered {reply.status}")

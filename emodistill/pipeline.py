@@ -153,7 +153,8 @@ class Pipeline:
         rows: list[np.ndarray] = [np.empty(0)] * len(pieces)
         budget = self.options.max_batch_samples(self.rate_hz)
         lengths = [len(p) for p in pieces]
-        for batch in cut_batches(lengths, self.options.max_batch_size, budget):
+        limits = (self.options.max_batch_size, budget, self.options.max_batch_padding)
+        for batch in cut_batches(lengths, *limits):
             logits = backend.infer([pieces[i] for i in batch])
             for i, row in zip(batch, logits, strict=True):
                 rows[i] = row

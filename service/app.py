@@ -29,6 +29,7 @@ from emodistill.runtime import OnnxBackend
 from . import __version__, errors, routes, stream
 from .batcher import Batcher
 from .errors import error_body
+from .heap import freeze_start_up, thaw
 from .metrics import ServiceMetrics, model_labels
 from .model import BackendFactory, ServedModel, batcher_config, warm_up
 from .model_client import ModelClient, client_limits
@@ -179,12 +180,14 @@ def create_app(
             if isinstance(queue, ModelClient)
             else (lambda: True),
         )
+        freeze_start_up()
         lifecycle.ready = True
         log.info("ready after %.2f s", time.perf_counter() - started_s)
         try:
             yield
         finally:
             lifecycle.ready = False
+            thaw()
             if isinstance(queue, Batcher):
                 await queue.stop(drain=True)
             else:

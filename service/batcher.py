@@ -13,7 +13,8 @@ with `infer(clips) -> array`; metrics arrive through the `on_batch` callback.
 Grouping rule (`group_by_length=True`): the OLDEST waiting clip always goes in the next batch
 (so no clip starves and none waits much longer than `max_wait_ms` behind a free backend); its
 companions are the waiting clips nearest to it in length, by the project's one batch-cutting
-rule (emodistill.batching.grow_batch, within `max_batch_size` and `max_batch_samples`).
+rule (emodistill.batching.grow_batch, within `max_batch_size`, `max_batch_samples` and
+`max_padding`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class BatcherConfig:
     # Padded-sample budget per batch: len(longest clip) × clips must not exceed it (as
     # text-embeddings-inference budgets tokens). A single longer clip still runs, alone.
     max_batch_samples: int
+    # Padding per batch, as a fraction of its clips' own samples (emodistill.batching).
+    max_padding: float
     # How long the oldest waiting clip may wait for company before its batch is sent anyway.
     max_wait_ms: float
     # Clips waiting (not yet sent to the backend); beyond it, `submit` raises QueueFullError.
@@ -68,6 +71,8 @@ class BatcherConfig:
     def __post_init__(self) -> None:
         if min(self.max_batch_size, self.max_batch_samples, self.max_queue, self.in_flight) < 1:
             raise ValueError(f"batch size, batch samples, queue and in_flight must be >= 1: {self}")
+        if self.max_padding < 0:
+            raise ValueError(f"max_padding must be >= 0, got {self.max_padding}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
 
@@ -248,7 +253,8 @@ class Batcher:
 
     def _cut(self) -> tuple[list[_Entry], bool]:
         """The next batch from the waiting clips, and whether it is full (it holds
-        `max_batch_size` clips, or a waiting clip was left out for lack of budget)."""
+        `max_batch_size` clips, or a waiting clip was left out for lack of budget or for its
+        length)."""
         cfg = self._config
         anchor = self._waiting[0]
         if cfg.group_by_length:
@@ -257,7 +263,9 @@ class Batcher:
         else:
             order, start = self._waiting, 0
         lengths = [len(e.clip) for e in order]
-        lo, hi = grow_batch(lengths, start, cfg.max_batch_size, cfg.max_batch_samples)
+        lo, hi = grow_batch(
+            lengths, start, cfg.max_batch_size, cfg.max_batch_samples, cfg.max_padding
+        )
         batch = order[lo : hi + 1]
         return batch, len(batch) == cfg.max_batch_size or len(batch) < len(order)
 

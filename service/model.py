@@ -50,6 +50,7 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
     return BatcherConfig(
         max_batch_size=settings.max_batch_size,
         max_batch_samples=settings.max_batch_samples(rate_hz),
+        max_padding=settings.max_batch_padding,
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
         in_flight=settings.engine_streams or 1,

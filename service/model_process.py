@@ -31,6 +31,7 @@ from emodistill.gpu import CudaUnavailable
 from . import wire
 from .batcher import Batcher, BatcherClosedError
 from .children import die_with_parent
+from .heap import freeze_start_up
 from .metrics import ServiceMetrics, model_labels
 from .model import BackendFactory, ModelBackend, batcher_config, warm_up
 from .settings import Settings
@@ -173,6 +174,7 @@ async def _serve(
     # The supervisor sends SIGTERM once every HTTP worker has drained: nothing is queued then,
     # but whatever is still in flight finishes before the process ends.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    freeze_start_up()
     ready.send(None)
     log.info("model process ready on %s", socket_path)
     await stop.wait()

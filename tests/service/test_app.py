@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import subprocess
@@ -380,3 +381,13 @@ def test_a_client_that_hangs_up_over_real_http_never_reaches_the_model(bundle):
         wait_for(
             lambda: metric(http, "emodistill_requests_total", route="/predict", status="499") == 1
         )
+
+
+def test_start_up_objects_are_frozen_while_serving_and_thawed_after(bundle: Path) -> None:
+    # A full collection then never walks what start-up made (service/heap.py).
+    assert gc.get_freeze_count() == 0
+    with client_for(bundle, warmup=False) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the modules, the app, the session: not a token few
+    assert gc.get_freeze_count() == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -77,6 +78,7 @@ def config(**overrides: Any) -> BatcherConfig:
     settings: dict[str, Any] = {
         "max_batch_size": 8,
         "max_batch_samples": 1_000_000,
+        "max_padding": math.inf,  # grouping by length alone; the bound has its own tests
         "max_wait_ms": 5.0,
         "max_queue": 1000,
     }
@@ -499,3 +501,20 @@ def test_stop_with_drain_waits_for_every_batch_in_flight() -> None:
 def test_in_flight_must_be_at_least_one() -> None:
     with pytest.raises(ValueError):
         config(in_flight=0)
+
+
+def test_the_padding_bound_cuts_mixed_lengths_into_separate_calls() -> None:
+    backend = FakeBackend(held=True)
+    lengths = [1000, 1040, 3000, 3100] * 2
+
+    async def main() -> None:
+        async with running(backend, max_padding=0.1, max_wait_ms=1) as b:
+            blocker = await hold_backend(b, backend)
+            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
+            await until(lambda: b.queue_depth == len(lengths))
+            backend.gate.set()
+            await asyncio.gather(blocker, *tasks)
+
+    run(main)
+    # Room for all 8 in one call (8 clips, 1e6 samples), but not within 10 % of padding.
+    assert sorted(backend.batches[1:]) == [[1000, 1000, 1040, 1040], [3000, 3000, 3100, 3100]]

@@ -43,7 +43,8 @@ def test_a_model_whose_calls_are_long_serves_one_call_at_a_time(
     served, settings = warm_up(backend, Settings(model=bundle, device="cpu"))
     assert served is backend and backend.threads == 0
     assert settings.engine_streams == 1 and settings.max_batch_audio_s == 96.0
-    assert batcher_config(settings, 16_000).in_flight == 1
+    config = batcher_config(settings, 16_000)
+    assert config.in_flight == 1 and config.max_padding == settings.max_batch_padding == 0.1
 
 
 @pytest.mark.usefixtures("two_cores")
