@@ -400,7 +400,6 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "versions": versions(),
         "clip_s": args.clip_s,
-        "clips": _clips_shown(args),
         "repeats": args.repeats,
         "settings": SETTINGS,
         "service_args": args.service_args,

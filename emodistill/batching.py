@@ -54,10 +54,10 @@ def cut_batches(
     `lengths`, each batch grown by `grow_batch` around the first clip left, as the service's
     batcher cuts a queue that holds them all."""
     left = sorted(range(len(lengths)), key=lambda i: lengths[i])  # stable: arrival order
+    limits = (max_batch_size, max_batch_samples, max_padding)
     batches: list[list[int]] = []
     while left:
         anchor = left.index(min(left))
-        limits = (max_batch_size, max_batch_samples, max_padding)
         lo, hi = grow_batch([lengths[i] for i in left], anchor, *limits)
         batches.append(left[lo : hi + 1])
         del left[lo : hi + 1]
