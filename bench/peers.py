@@ -446,9 +446,10 @@ SETTINGS = {
     f"where a call of {STREAM_BATCH_AUDIO_S:g} s takes less than {STREAM_MAX_CALL_S:g} s "
     "(the demo), a model call per core at once, each of at most "
     f"{_OURS.max_batch_size} clips and {STREAM_BATCH_AUDIO_S:g} s of padded audio, a lone one "
-    f"on every core; else (HuBERT-base) one call at a time on every core, of at most "
-    f"{_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s; a batch's padding at "
-    f"most {_OURS.max_batch_padding:g} of its audio; v2 JSON read by {_JSON_PARSER})",
+    "on every core, the oldest clip's batch filled with the nearest lengths, padding at most "
+    f"{_OURS.max_batch_padding:g} of its audio; else (HuBERT-base) one call at a time on every "
+    f"core, of at most {_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s, the next "
+    f"clips in arrival order of the oldest's length; v2 JSON read by {_JSON_PARSER})",
     "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
     "workers_per_device=1), one API server",
     "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "

@@ -59,7 +59,12 @@ NOTES = [
     "longest clip (their handlers call the same session as ours); Triton's dynamic batcher "
     "joins only requests of one shape, so it never pads, and with 16 lengths in turn its "
     "batches are small; ours joins a clip to a batch only while the padding stays within "
-    "`max_batch_padding` of the clips' own audio (emodistill/batching.py).",
+    "`max_batch_padding` of the clips' own audio (emodistill/batching.py). Until issue 26's "
+    "sixth round ours filled the oldest clip's batch with the nearest lengths from anywhere in "
+    "the queue; on HuBERT-base, where a CPU call costs its padded audio batch or not, those "
+    "clips passed older ones, whose wait grew: p99 34.5 s against Triton's 23.2 s at 64 "
+    "clients. The service now batches such a model in arrival order, without padding "
+    '(`--batch-order auto`; docs/service-profile.md, "The batch order").',
 ]
 
 

@@ -8,8 +8,10 @@ budget alone, 12 clips of 1-6 s made one call padded to 6 s each, 72 s of work f
 audio, and on the CPU, where HuBERT-base's cost per audio-second hardly falls with the batch,
 the Python API scored them at 0.6× the rate of one call per clip (issue 26, its fifth round).
 The rule grows a batch around an anchor clip, the oldest waiting (no clip starves): the service's
-batcher and the offline runner both anchor so, so an idle service cuts one request's spans into
-the very calls the Python API makes, and answers it to the last bit as the API does.
+batcher and the offline runner both anchor so, so an idle service that batches by length cuts
+one request's spans into the very calls the Python API makes, and answers it to the last bit
+as the API does. (The service batches in arrival order instead where a call costs its padded
+audio, batch or not: service/model.py's batch_rule; the same rule, over the queue unsorted.)
 A single clip longer than the budget still runs, alone. Knows nothing of models or time.
 """
 

@@ -10,11 +10,13 @@ Deliberately does not know: what the model is, how clips are padded or normalise
 rate (a budget is a count of samples), or how metrics are exported. The backend is anything
 with `infer(clips) -> array`; metrics arrive through the `on_batch` callback.
 
-Grouping rule (`group_by_length=True`): the OLDEST waiting clip always goes in the next batch
-(so no clip starves and none waits much longer than `max_wait_ms` behind a free backend); its
-companions are the waiting clips nearest to it in length, by the project's one batch-cutting
-rule (emodistill.batching.grow_batch, within `max_batch_size`, `max_batch_samples` and
-`max_padding`).
+Grouping rule: the OLDEST waiting clip always goes in the next batch (so no clip starves and
+none waits much longer than `max_wait_ms` behind a free backend). Its companions, by the
+project's one batch-cutting rule (emodistill.batching.grow_batch, within `max_batch_size`,
+`max_batch_samples` and `max_padding`), are either the waiting clips nearest to it in length
+(`group_by_length=True`: least padding, but they pass older clips of other lengths) or the
+next clips in arrival order (False: no clip is passed; the service's choice where a call
+costs its padded audio, batch or not: service/model.py's batch_rule).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class BatcherConfig:
     # Clips waiting (not yet sent to the backend); beyond it, `submit` raises QueueFullError.
     max_queue: int
     # True: fill the oldest clip's batch with the clips nearest in length (see module doc).
-    # False: plain arrival order.
+    # False: with the next clips in arrival order, while they fit.
     group_by_length: bool = True
     # Batches in the backend at once, each in its own thread (the backend must then be
     # thread-safe). 1: the next batch is cut only when the last has answered.

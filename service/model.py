@@ -53,8 +53,34 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
         max_padding=settings.max_batch_padding,
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
+        group_by_length=settings.batch_order != "arrival",
         in_flight=settings.engine_streams or 1,
     )
+
+
+def batch_rule(
+    backend: ModelBackend, settings: Settings, call_s: float | None
+) -> dict[str, object]:
+    """The settings updates that resolve `batch_order`'s auto: on the CPU, for a model whose
+    call of STREAM_BATCH_AUDIO_S takes `call_s` ≥ STREAM_MAX_CALL_S on every core, batches
+    in arrival order with no padding (unless --max-batch-padding was given); else by length.
+
+    Such a model's cost is its padded audio, batch or not (docs/benchmarks.md, the CPU's
+    limit: HuBERT-base's audio-s/s at batch 4 is no better than at batch 1). So a clip that
+    joins an older clip's batch from further back in the queue moves its whole cost ahead of
+    the clips it passes, which then wait the longer; and padding is work for nothing.
+    HuBERT-base on clips of 1-6 s, 64 clients (docs/service-profile.md, "The batch order"):
+    by length with 10 % padding, p99 34.7 s; in arrival order with none, 20.8-24.5 s, level
+    with Triton's (which batches equal shapes only) at 0.91-1.00× its requests/s."""
+    if settings.batch_order != "auto":
+        return {}
+    heavy = call_s is not None and call_s >= STREAM_MAX_CALL_S
+    if not (backend.provider == CPU_PROVIDER and heavy):
+        return {"batch_order": "length"}
+    log.info("batches: the next clips in arrival order, as a call costs its padded audio here")
+    if "max_batch_padding" in settings.model_fields_set:
+        return {"batch_order": "arrival"}
+    return {"batch_order": "arrival", "max_batch_padding": 0.0}
 
 
 def lay_out(
@@ -66,9 +92,11 @@ def lay_out(
     streams, with batches of at most 24 s of padded audio, unless a call of 24 s takes
     `call_s` ≥ STREAM_MAX_CALL_S on every core (warm_up times it; None: not timed), when
     one call at a time serves, as configured. On a GPU, for one core, or for a backend
-    other than emodistill.runtime.OnnxBackend: one call at a time, as configured."""
+    other than emodistill.runtime.OnnxBackend: one call at a time, as configured. The
+    batch order's auto is resolved here too (`batch_rule`)."""
     if isinstance(backend, Streams):  # laid out already (the single process does it first)
         return backend, settings
+    settings = settings.model_copy(update=batch_rule(backend, settings, call_s))
     cores = available_cores()
     if not (isinstance(backend, OnnxBackend) and backend.provider == CPU_PROVIDER) or cores < 2:
         return backend, settings.model_copy(update={"engine_streams": 1})

@@ -518,3 +518,28 @@ def test_the_padding_bound_cuts_mixed_lengths_into_separate_calls() -> None:
     run(main)
     # Room for all 8 in one call (8 clips, 1e6 samples), but not within 10 % of padding.
     assert sorted(backend.batches[1:]) == [[1000, 1000, 1040, 1040], [3000, 3000, 3100, 3100]]
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_in_arrival_order_no_clip_is_passed_by_a_newer_one(group_by_length: bool) -> None:
+    """By length, the oldest clip's batch takes the nearest lengths from anywhere in the
+    queue, passing older clips of other lengths; in arrival order (the service's order on
+    the CPU for a large model), each batch is the next clips that fit, so batches leave in
+    arrival order."""
+    backend = FakeBackend(held=True)
+    lengths = [1000, 3000, 1000, 3000, 3050, 1000]
+
+    async def main() -> None:
+        overrides = {"group_by_length": group_by_length, "max_padding": 0.1, "max_wait_ms": 1}
+        async with running(backend, **overrides) as b:
+            blocker = await hold_backend(b, backend)
+            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
+            await until(lambda: b.queue_depth == len(lengths))
+            backend.gate.set()
+            await asyncio.gather(blocker, *tasks)
+
+    run(main)
+    if group_by_length:
+        assert backend.batches[1:] == [[1000, 1000, 1000], [3000, 3000, 3050]]
+    else:
+        assert backend.batches[1:] == [[1000], [3000], [1000], [3000, 3050], [1000]]

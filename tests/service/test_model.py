@@ -12,6 +12,7 @@ import pytest
 import service.model
 from emodistill.runtime import OnnxBackend
 from emodistill.streams import STREAM_MAX_CALL_S, Streams
+from service.cli import settings_from_cli
 from service.model import batcher_config, lay_out, warm_up
 from service.settings import Settings
 
@@ -30,6 +31,7 @@ def test_by_default_two_cores_serve_two_calls_at_once_of_at_most_24_s(bundle: Pa
     assert settings.engine_streams == 2 and settings.max_batch_audio_s == 24.0
     config = batcher_config(settings, 16_000)
     assert config.in_flight == 2 and config.max_batch_samples == 24 * 16_000
+    assert settings.batch_order == "length" and config.group_by_length
     assert lay_out(served, settings) == (served, settings)  # laid out once, whoever asks again
 
 
@@ -44,7 +46,35 @@ def test_a_model_whose_calls_are_long_serves_one_call_at_a_time(
     assert served is backend and backend.threads == 0
     assert settings.engine_streams == 1 and settings.max_batch_audio_s == 96.0
     config = batcher_config(settings, 16_000)
-    assert config.in_flight == 1 and config.max_padding == settings.max_batch_padding == 0.1
+    # A call costs its padded audio: no clip passes older ones to join a batch, none is padded.
+    assert settings.batch_order == "arrival" and not config.group_by_length
+    assert config.in_flight == 1 and config.max_padding == settings.max_batch_padding == 0.0
+    assert lay_out(served, settings)[1] == settings  # the single process asks again
+
+
+@pytest.mark.usefixtures("two_cores")
+@pytest.mark.parametrize("given", ["flag", "environment"])
+def test_a_given_padding_bound_holds_in_arrival_order(
+    bundle: Path, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if given == "flag":
+        settings = settings_from_cli(["--model", str(bundle), "--max-batch-padding", "0.1"])
+    else:
+        monkeypatch.setenv("EMODISTILL_MAX_BATCH_PADDING", "0.1")
+        settings = settings_from_cli(["--model", str(bundle)])
+    _, settings = lay_out(OnnxBackend(bundle, "cpu"), settings, STREAM_MAX_CALL_S * 10)
+    assert settings.batch_order == "arrival" and settings.max_batch_padding == 0.1
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_a_configured_batch_order_holds_whatever_the_calls_take(bundle: Path) -> None:
+    settings = Settings(model=bundle, batch_order="length")
+    _, settings = lay_out(OnnxBackend(bundle, "cpu"), settings, STREAM_MAX_CALL_S * 10)
+    assert settings.engine_streams == 1 and settings.batch_order == "length"
+    settings = Settings(model=bundle, batch_order="arrival")
+    _, settings = lay_out(OnnxBackend(bundle, "cpu"), settings, 0.0)
+    assert settings.engine_streams == 2 and settings.batch_order == "arrival"
+    assert settings.max_batch_padding == 0.1  # auto alone changes the padding
 
 
 @pytest.mark.usefixtures("two_cores")
@@ -121,6 +151,18 @@ def test_a_gpu_or_fixed_backend_runs_one_call_at_a_time(bundle: Path, kind: type
     served, settings = warm_up(backend, Settings(model=bundle, engine_streams=2))
     assert served is backend and settings.engine_streams == 1
     assert settings.max_batch_audio_s == 96.0
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_a_gpu_groups_by_length_however_long_its_calls(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU a companion costs little, so the batch takes the nearest lengths."""
+    backend = OnTheGpu(bundle)
+    monkeypatch.setattr(backend, "warm_up", lambda batch_size, seconds: 4.0)
+    _, settings = warm_up(backend, Settings(model=bundle))
+    assert settings.batch_order == "length" and batcher_config(settings, 16_000).group_by_length
+    assert settings.max_batch_padding == 0.1
 
 
 def test_the_watchdog_sees_the_oldest_of_several_calls_in_flight(bundle: Path) -> None:
