@@ -449,7 +449,8 @@ SETTINGS = {
     "on every core, the oldest clip's batch filled with the nearest lengths, padding at most "
     f"{_OURS.max_batch_padding:g} of its audio; else (HuBERT-base) one call at a time on every "
     f"core, of at most {_OURS.max_batch_size} clips and {_OURS.max_batch_audio_s:g} s, the next "
-    f"clips in arrival order of the oldest's length; v2 JSON read by {_JSON_PARSER})",
+    "clips in arrival order of the oldest's length, one decoding thread; v2 JSON read by "
+    f"{_JSON_PARSER})",
     "litserve": "LitAPI(max_batch_size=32, batch_timeout=0.002), LitServer(accelerator='cpu', "
     "workers_per_device=1), one API server",
     "ray": "@serve.deployment(num_replicas=1, max_ongoing_requests=128), "

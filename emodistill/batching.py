@@ -11,7 +11,7 @@ The rule grows a batch around an anchor clip, the oldest waiting (no clip starve
 batcher and the offline runner both anchor so, so an idle service that batches by length cuts
 one request's spans into the very calls the Python API makes, and answers it to the last bit
 as the API does. (The service batches in arrival order instead where a call costs its padded
-audio, batch or not: service/model.py's batch_rule; the same rule, over the queue unsorted.)
+audio, batch or not: service/model.py's resolve_autos; the same rule, over the queue unsorted.)
 A single clip longer than the budget still runs, alone. Knows nothing of models or time.
 """
 

@@ -31,7 +31,7 @@ from .batcher import Batcher
 from .errors import error_body
 from .heap import freeze_start_up, thaw
 from .metrics import ServiceMetrics, model_labels
-from .model import BackendFactory, ServedModel, batcher_config, warm_up
+from .model import BackendFactory, ServedModel, batcher_config, decode_workers, warm_up
 from .model_client import ModelClient, client_limits
 from .settings import Settings
 from .state import Lifecycle, Service
@@ -115,6 +115,7 @@ class _Model:
     model: ServedModel
     queue: Batcher | ModelClient
     metrics: ServiceMetrics
+    settings: Settings  # as laid out for the model (service/model.py's lay_out), in process
 
 
 async def _start_in_process(
@@ -137,13 +138,14 @@ async def _start_in_process(
     if not multiprocess:
         metrics.track_queue(lambda: batcher.queue_depth)
     await batcher.start()
-    return _Model(backend, batcher, metrics)
+    return _Model(backend, batcher, metrics, settings)
 
 
 async def _start_worker(model_socket: str, settings: Settings) -> _Model:
     """One of several HTTP workers: the model and its batcher are in the model process."""
     client = await ModelClient.connect(model_socket, client_limits(settings))
-    return _Model(client, client, ServiceMetrics(model_labels(client), multiprocess=True))
+    metrics = ServiceMetrics(model_labels(client), multiprocess=True)
+    return _Model(client, client, metrics, settings)
 
 
 def create_app(
@@ -166,7 +168,8 @@ def create_app(
         else:
             started = await _start_worker(model_socket, settings)
         queue = started.queue
-        pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        threads = decode_workers(started.settings)
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         app.state.service = Service(
             settings=settings,
             model=started.model,

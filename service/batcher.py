@@ -16,7 +16,7 @@ project's one batch-cutting rule (emodistill.batching.grow_batch, within `max_ba
 `max_batch_samples` and `max_padding`), are either the waiting clips nearest to it in length
 (`group_by_length=True`: least padding, but they pass older clips of other lengths) or the
 next clips in arrival order (False: no clip is passed; the service's choice where a call
-costs its padded audio, batch or not: service/model.py's batch_rule).
+costs its padded audio, batch or not: service/model.py's resolve_autos).
 """
 
 from __future__ import annotations

@@ -58,12 +58,22 @@ def batcher_config(settings: Settings, rate_hz: int) -> BatcherConfig:
     )
 
 
-def batch_rule(
+# Decoding threads (decode_workers=0) where the model leaves the service cores for them.
+DECODE_WORKERS = 2
+
+
+def decode_workers(settings: Settings) -> int:
+    """The decoding threads for `settings` (laid out by `lay_out`, or not)."""
+    return settings.decode_workers or DECODE_WORKERS
+
+
+def resolve_autos(
     backend: ModelBackend, settings: Settings, call_s: float | None
 ) -> dict[str, object]:
-    """The settings updates that resolve `batch_order`'s auto: on the CPU, for a model whose
-    call of STREAM_BATCH_AUDIO_S takes `call_s` ≥ STREAM_MAX_CALL_S on every core, batches
-    in arrival order with no padding (unless --max-batch-padding was given); else by length.
+    """The settings updates that resolve the autos of `batch_order` and `decode_workers`: on
+    the CPU, for a model whose call of STREAM_BATCH_AUDIO_S takes `call_s` ≥
+    STREAM_MAX_CALL_S on every core, batches in arrival order with no padding (unless
+    --max-batch-padding was given), and one decoding thread; else by length, DECODE_WORKERS.
 
     Such a model's cost is its padded audio, batch or not (docs/benchmarks.md, the CPU's
     limit: HuBERT-base's audio-s/s at batch 4 is no better than at batch 1). So a clip that
@@ -71,16 +81,25 @@ def batch_rule(
     the clips it passes, which then wait the longer; and padding is work for nothing.
     HuBERT-base on clips of 1-6 s, 64 clients (docs/service-profile.md, "The batch order"):
     by length with 10 % padding, p99 34.7 s; in arrival order with none, 20.8-24.5 s, level
-    with Triton's (which batches equal shapes only) at 0.91-1.00× its requests/s."""
-    if settings.batch_order != "auto":
-        return {}
+    with Triton's (which batches equal shapes only) at 0.91-1.00× its requests/s.
+    The model's threads then hold every core, so a second decoding thread only takes them
+    from it: HuBERT-base on those clips, 3 rounds in alternation, 3.08 req/s with two
+    threads, 3.37 with one, Triton 3.29 (p99 21.7, 20.3 and 20.7 s; CPU per request 586,
+    531 and 534 ms). Both together, in bench.peers: 1.04-1.07× Triton, with the better p99."""
     heavy = call_s is not None and call_s >= STREAM_MAX_CALL_S
-    if not (backend.provider == CPU_PROVIDER and heavy):
-        return {"batch_order": "length"}
+    holds_the_cores = backend.provider == CPU_PROVIDER and heavy
+    updates: dict[str, object] = {}
+    if settings.decode_workers == 0:
+        updates["decode_workers"] = 1 if holds_the_cores else DECODE_WORKERS
+    if settings.batch_order != "auto":
+        return updates
+    if not holds_the_cores:
+        return {**updates, "batch_order": "length"}
     log.info("batches: the next clips in arrival order, as a call costs its padded audio here")
-    if "max_batch_padding" in settings.model_fields_set:
-        return {"batch_order": "arrival"}
-    return {"batch_order": "arrival", "max_batch_padding": 0.0}
+    updates["batch_order"] = "arrival"
+    if "max_batch_padding" not in settings.model_fields_set:
+        updates["max_batch_padding"] = 0.0
+    return updates
 
 
 def lay_out(
@@ -93,10 +112,10 @@ def lay_out(
     `call_s` ≥ STREAM_MAX_CALL_S on every core (warm_up times it; None: not timed), when
     one call at a time serves, as configured. On a GPU, for one core, or for a backend
     other than emodistill.runtime.OnnxBackend: one call at a time, as configured. The
-    batch order's auto is resolved here too (`batch_rule`)."""
+    autos of the batch order and the decoding threads are resolved here too (`resolve_autos`)."""
     if isinstance(backend, Streams):  # laid out already (the single process does it first)
         return backend, settings
-    settings = settings.model_copy(update=batch_rule(backend, settings, call_s))
+    settings = settings.model_copy(update=resolve_autos(backend, settings, call_s))
     cores = available_cores()
     if not (isinstance(backend, OnnxBackend) and backend.provider == CPU_PROVIDER) or cores < 2:
         return backend, settings.model_copy(update={"engine_streams": 1})

@@ -66,11 +66,13 @@ class Settings(BaseSettings, InferenceOptions):
         "(800 MB at the defaults); each waits at most body_timeout_s.",
     )
     decode_workers: int = Field(
-        2,
-        ge=1,
+        0,
+        ge=0,
         description="Threads that decode, resample and parse uploads off the event loop, so "
         "that no upload delays another request (health checks included). About the number "
-        "of cores left to the service after the model's.",
+        "of cores left to the service after the model's. 0: 1 where one model call at a "
+        "time holds every core (a large model on the CPU: a second thread only competes "
+        "with the model's, HuBERT-base 0.94x -> 1.02x Triton's requests/s), else 2.",
     )
     engine_streams: int = Field(
         0,

@@ -391,3 +391,28 @@ def test_start_up_objects_are_frozen_while_serving_and_thawed_after(bundle: Path
         frozen = gc.get_freeze_count()
         assert frozen > 10_000  # the modules, the app, the session: not a token few
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(("warm_up_s", "threads"), [(4.0, 1), (0.01, 2)])
+def test_the_decoding_threads_follow_the_model_as_laid_out(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch, warm_up_s: float, threads: int
+) -> None:
+    """A model whose warm-up says its calls hold both cores gets one decoding thread (and
+    batches in arrival order); a light one, two (service/model.py's resolve_autos)."""
+    import service.model
+
+    monkeypatch.setattr(service.model, "available_cores", lambda: 2)
+
+    def slow_or_fast(bundle: Path, device: str, int8: bool) -> OnnxBackend:
+        backend = OnnxBackend(bundle, "cpu")
+        monkeypatch.setattr(backend, "warm_up", lambda batch_size, seconds: warm_up_s)
+        return backend
+
+    app = create_app(Settings(model=bundle, device="cpu"), backend_factory=slow_or_fast)
+    with TestClient(app) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        assert app.state.service.pool._max_workers == threads
+        reply = client.post(
+            "/predict", content=wav_bytes(1.0), headers={"content-type": "audio/wav"}
+        )
+        assert reply.status_code == 200

@@ -13,7 +13,7 @@ import service.model
 from emodistill.runtime import OnnxBackend
 from emodistill.streams import STREAM_MAX_CALL_S, Streams
 from service.cli import settings_from_cli
-from service.model import batcher_config, lay_out, warm_up
+from service.model import DECODE_WORKERS, batcher_config, decode_workers, lay_out, warm_up
 from service.settings import Settings
 
 
@@ -32,6 +32,7 @@ def test_by_default_two_cores_serve_two_calls_at_once_of_at_most_24_s(bundle: Pa
     config = batcher_config(settings, 16_000)
     assert config.in_flight == 2 and config.max_batch_samples == 24 * 16_000
     assert settings.batch_order == "length" and config.group_by_length
+    assert settings.decode_workers == decode_workers(settings) == DECODE_WORKERS
     assert lay_out(served, settings) == (served, settings)  # laid out once, whoever asks again
 
 
@@ -46,8 +47,10 @@ def test_a_model_whose_calls_are_long_serves_one_call_at_a_time(
     assert served is backend and backend.threads == 0
     assert settings.engine_streams == 1 and settings.max_batch_audio_s == 96.0
     config = batcher_config(settings, 16_000)
-    # A call costs its padded audio: no clip passes older ones to join a batch, none is padded.
+    # A call costs its padded audio: no clip passes older ones to join a batch, none is padded;
+    # the model's threads hold both cores, so one thread decodes.
     assert settings.batch_order == "arrival" and not config.group_by_length
+    assert settings.decode_workers == decode_workers(settings) == 1
     assert config.in_flight == 1 and config.max_padding == settings.max_batch_padding == 0.0
     assert lay_out(served, settings)[1] == settings  # the single process asks again
 
@@ -199,3 +202,11 @@ def test_the_watchdog_sees_the_oldest_of_several_calls_in_flight(bundle: Path) -
         gates[1].set()
         second.result(10)
     assert timed.busy_s == 0.0
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_given_decoding_threads_hold_whatever_the_calls_take(bundle: Path) -> None:
+    settings = Settings(model=bundle, decode_workers=3)
+    _, settings = lay_out(OnnxBackend(bundle, "cpu"), settings, STREAM_MAX_CALL_S * 10)
+    assert settings.batch_order == "arrival" and decode_workers(settings) == 3
+    assert decode_workers(Settings(model=bundle)) == DECODE_WORKERS  # not laid out: the default
