@@ -112,6 +112,23 @@ async def hold_backend(
     return blockers
 
 
+def batches_of_a_held_queue(lengths: list[int], **overrides: Any) -> list[list[int]]:
+    """The batches (clip lengths) cut from clips of `lengths`, all queued behind a held
+    backend before any is cut, in the order they were sent."""
+    backend = FakeBackend(held=True)
+
+    async def main() -> None:
+        async with running(backend, **overrides) as b:
+            blocker = await hold_backend(b, backend)
+            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
+            await until(lambda: b.queue_depth == len(lengths))
+            backend.gate.set()
+            await asyncio.gather(blocker, *tasks)
+
+    run(main)
+    return backend.batches[1:]  # after the blocker's
+
+
 def test_each_caller_gets_its_own_row_under_concurrency() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 4000, size=300)
@@ -182,23 +199,12 @@ def test_clips_arriving_together_share_a_batch_without_waiting() -> None:
 
 @pytest.mark.parametrize("group_by_length", [True, False])
 def test_similar_lengths_are_grouped(group_by_length: bool) -> None:
-    backend = FakeBackend(held=True)
     lengths = [100, 10_000] * 8  # short and long interleaved in arrival order
-
-    async def main() -> None:
-        async with running(backend, group_by_length=group_by_length, max_wait_ms=1) as b:
-            blocker = await hold_backend(b, backend)
-            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
-            await until(lambda: b.queue_depth == 16)  # all queued before any batch is cut
-            backend.gate.set()
-            await asyncio.gather(blocker, *tasks)
-
-    run(main)
-    after_blocker = backend.batches[1:]
+    batches = batches_of_a_held_queue(lengths, group_by_length=group_by_length, max_wait_ms=1)
     if group_by_length:
-        assert sorted(after_blocker) == [[100] * 8, [10_000] * 8]
+        assert sorted(batches) == [[100] * 8, [10_000] * 8]
     else:
-        assert after_blocker == [lengths[:8], lengths[8:]]  # arrival order mixes them
+        assert batches == [lengths[:8], lengths[8:]]  # arrival order mixes them
 
 
 def test_a_full_queue_refuses_with_retry_after_and_keeps_the_queued() -> None:
@@ -504,20 +510,10 @@ def test_in_flight_must_be_at_least_one() -> None:
 
 
 def test_the_padding_bound_cuts_mixed_lengths_into_separate_calls() -> None:
-    backend = FakeBackend(held=True)
     lengths = [1000, 1040, 3000, 3100] * 2
-
-    async def main() -> None:
-        async with running(backend, max_padding=0.1, max_wait_ms=1) as b:
-            blocker = await hold_backend(b, backend)
-            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
-            await until(lambda: b.queue_depth == len(lengths))
-            backend.gate.set()
-            await asyncio.gather(blocker, *tasks)
-
-    run(main)
+    batches = batches_of_a_held_queue(lengths, max_padding=0.1, max_wait_ms=1)
     # Room for all 8 in one call (8 clips, 1e6 samples), but not within 10 % of padding.
-    assert sorted(backend.batches[1:]) == [[1000, 1000, 1040, 1040], [3000, 3000, 3100, 3100]]
+    assert sorted(batches) == [[1000, 1000, 1040, 1040], [3000, 3000, 3100, 3100]]
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])
@@ -526,20 +522,10 @@ def test_in_arrival_order_no_clip_is_passed_by_a_newer_one(group_by_length: bool
     queue, passing older clips of other lengths; in arrival order (the service's order on
     the CPU for a large model), each batch is the next clips that fit, so batches leave in
     arrival order."""
-    backend = FakeBackend(held=True)
     lengths = [1000, 3000, 1000, 3000, 3050, 1000]
-
-    async def main() -> None:
-        overrides = {"group_by_length": group_by_length, "max_padding": 0.1, "max_wait_ms": 1}
-        async with running(backend, **overrides) as b:
-            blocker = await hold_backend(b, backend)
-            tasks = [asyncio.create_task(b.submit(clip(n, i + 1))) for i, n in enumerate(lengths)]
-            await until(lambda: b.queue_depth == len(lengths))
-            backend.gate.set()
-            await asyncio.gather(blocker, *tasks)
-
-    run(main)
+    overrides = {"group_by_length": group_by_length, "max_padding": 0.1, "max_wait_ms": 1}
+    batches = batches_of_a_held_queue(lengths, **overrides)
     if group_by_length:
-        assert backend.batches[1:] == [[1000, 1000, 1000], [3000, 3000, 3050]]
+        assert batches == [[1000, 1000, 1000], [3000, 3000, 3050]]
     else:
-        assert backend.batches[1:] == [[1000], [3000], [1000], [3000, 3050], [1000]]
+        assert batches == [[1000], [3000], [1000], [3000, 3050], [1000]]
