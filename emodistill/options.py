@@ -64,7 +64,9 @@ class InferenceOptions(BaseModel):
     )
     # HuBERT-base on 2 CPU cores, the Python API on 12 clips of 1-6 s (issue 26, fifth round):
     # 1.79 files/s unbounded, 2.81 at 0.1, 2.84 at 0.05, 3.01 one clip per call; the tiny demo
-    # on 48 clips: 109, 138, 141 and 134 files/s. Equal lengths batch as before.
+    # on 48 clips: 109, 138, 141 and 134 files/s. Equal lengths batch as before. Left to this
+    # default, a model that holds the CPU's cores gets 0 (emodistill/recognizer.py's
+    # padding_for; the service: service/model.py's resolve_autos).
     max_batch_padding: float = Field(
         0.1,
         ge=0,

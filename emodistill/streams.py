@@ -30,6 +30,7 @@ import threading
 
 import numpy as np
 
+from emodistill.gpu import CPU_PROVIDER
 from emodistill.runtime import OnnxBackend
 
 # Padded audio per call for streams: in the service, two calls of 24 s beat two of 6 s by
@@ -39,6 +40,14 @@ STREAM_BATCH_AUDIO_S = 24.0
 # From this long a call of STREAM_BATCH_AUDIO_S on every core, one call at a time serves: the
 # two models measured lie 5× below and 5× above it (see above).
 STREAM_MAX_CALL_S = 0.5
+
+
+def holds_the_cores(provider: str, call_s: float | None) -> bool:
+    """Whether a model whose call of STREAM_BATCH_AUDIO_S took `call_s` on every core (None:
+    not timed) holds the CPU's cores: its operators are long, so a call costs its padded audio
+    whether clips share it or not (docs/benchmarks.md, "The CPU's limit": HuBERT-base's
+    audio-s/s at batch 4 is no better than at batch 1), and padding is work for nothing."""
+    return provider == CPU_PROVIDER and call_s is not None and call_s >= STREAM_MAX_CALL_S
 
 
 class Streams:

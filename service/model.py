@@ -15,7 +15,12 @@ import numpy as np
 from emodistill.bundle import BundleMetadata
 from emodistill.gpu import CPU_PROVIDER
 from emodistill.runtime import OnnxBackend
-from emodistill.streams import STREAM_BATCH_AUDIO_S, STREAM_MAX_CALL_S, Streams
+from emodistill.streams import (
+    STREAM_BATCH_AUDIO_S,
+    STREAM_MAX_CALL_S,
+    Streams,
+    holds_the_cores,
+)
 
 from .batcher import BatcherConfig
 from .host import available_cores
@@ -86,14 +91,13 @@ def resolve_autos(
     from it: HuBERT-base on those clips, 3 rounds in alternation, 3.08 req/s with two
     threads, 3.37 with one, Triton 3.29 (p99 21.7, 20.3 and 20.7 s; CPU per request 586,
     531 and 534 ms). Both together, in bench.peers: 1.04-1.07× Triton, with the better p99."""
-    heavy = call_s is not None and call_s >= STREAM_MAX_CALL_S
-    holds_the_cores = backend.provider == CPU_PROVIDER and heavy
+    holds = holds_the_cores(backend.provider, call_s)
     updates: dict[str, object] = {}
     if settings.decode_workers == 0:
-        updates["decode_workers"] = 1 if holds_the_cores else DECODE_WORKERS
+        updates["decode_workers"] = 1 if holds else DECODE_WORKERS
     if settings.batch_order != "auto":
         return updates
-    if not holds_the_cores:
+    if not holds:
         return {**updates, "batch_order": "length"}
     log.info("batches: the next clips in arrival order, as a call costs its padded audio here")
     updates["batch_order"] = "arrival"

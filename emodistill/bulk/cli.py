@@ -45,7 +45,8 @@ def parser(prog: str = "emodistill score") -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=0,
-        help="decoding processes (default: the cores); the model runs in the main process",
+        help="decoding processes (default: the cores; a short run decodes in threads of this "
+        "process instead); the model runs in the main process",
     )
     add_device_flag(score)
     score.add_argument("--int8", action="store_true", help="the bundle's int8 model (CPU only)")

@@ -17,6 +17,8 @@ import pytest
 import soundfile as sf
 
 import emodistill
+from emodistill.bulk import decode as bulk_decode
+from emodistill.bulk import score as bulk_score
 from emodistill.bulk.formats import FORMATS, output_columns, read_rows, write_rows
 from emodistill.bulk.inputs import InputError, expand_inputs
 from emodistill.bulk.journal import Journal, ResumeError, prepare
@@ -115,6 +117,38 @@ def test_rows_are_what_predict_answers_for_each_file(rec, corpus, scored):
             assert row["kind"] == "segment" and row["duration_s"] is None
             assert (row["start_s"], row["end_s"]) == (segment["start_s"], segment["end_s"])
             assert_close(row, segment, rec.labels)
+
+
+class _NoProcesses:
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("a short run spawned decoding processes")
+
+
+@pytest.mark.parametrize("max_files", [64, 3])
+def test_a_short_run_decodes_in_this_process_with_the_same_rows(
+    rec, corpus, scored, tmp_path, monkeypatch, max_files
+):
+    """workers=0 (the default): a run of at most IN_PROCESS_MAX_FILES files decodes in threads,
+    spawning nothing (the processes' start cost more than such a run), with the rows that the
+    worker processes gave; a longer run still decodes in processes."""
+    monkeypatch.setattr(bulk_score, "IN_PROCESS_MAX_FILES", max_files)
+    paths = [str(p) for p in corpus.values()]
+    spawned = []
+    if max_files >= len(paths):
+        monkeypatch.setattr(bulk_decode, "ProcessPoolExecutor", _NoProcesses)
+    else:
+        real = bulk_decode.ProcessPoolExecutor
+
+        def counted(*args, **kwargs):
+            spawned.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(bulk_decode, "ProcessPoolExecutor", counted)
+    out = tmp_path / "out.jsonl"
+    options = BulkOptions(chunk_audio_s=8.0, progress=False)
+    assert score_files(rec, paths, out, options).errors == 2
+    assert list(read_rows(out)) == scored  # the same chunks, so the same batches: exactly
+    assert bool(spawned) == (max_files < len(paths))
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

@@ -14,8 +14,12 @@ from fastapi.testclient import TestClient
 import emodistill
 from emodistill.audio import load_audio, write_wav
 from emodistill.errors import NotAudioError
+from emodistill.options import InferenceOptions
 from emodistill.prediction import Prediction
+from emodistill.recognizer import PROBE_CALL_S, padding_for
+from emodistill.runtime import OnnxBackend
 from emodistill.scoring import probabilities
+from emodistill.streams import STREAM_BATCH_AUDIO_S, STREAM_MAX_CALL_S
 from service.app import create_app
 from service.settings import Settings
 from tests.emodistill.test_segments import make_conversation
@@ -167,3 +171,50 @@ def test_a_dimensions_only_bundle_answers_dimensions_alone(dimensions_only_bundl
     with TestClient(create_app(settings)) as client:
         served = client.post("/predict", content=clip, headers={"content-type": "audio/wav"})
     assert served.content == answer.model_dump_json().encode()
+
+
+def _slow_calls(monkeypatch, seconds_per_audio_s: float) -> list[float]:
+    """Every OnnxBackend.warm_up takes `seconds_per_audio_s` per second of its audio; returns
+    the lengths it was asked for."""
+    asked: list[float] = []
+
+    def warm_up(self, batch_size: int, seconds: float) -> float:
+        asked.append(seconds)
+        return seconds_per_audio_s * seconds
+
+    monkeypatch.setattr(OnnxBackend, "warm_up", warm_up)
+    return asked
+
+
+def test_a_model_that_holds_the_cores_batches_without_padding(bundle, monkeypatch):
+    """load() times a short call: where a 24 s call would take ≥ STREAM_MAX_CALL_S on every
+    core (HuBERT-base: about 2 s), clips batch with equal lengths only, as the service does,
+    and predict_many then answers what predict answers, bit for bit."""
+    asked = _slow_calls(monkeypatch, 0.1)  # a 24 s call: 2.4 s
+    heavy = emodistill.load(bundle, device="cpu")
+    assert heavy.options.max_batch_padding == 0.0 and asked == [PROBE_CALL_S] * 2
+    clips = [wav_bytes(s, freq_hz=f) for s, f in ((1.0, 200), (1.05, 300), (2.0, 250))]
+    together = [a.model_dump() for a in heavy.predict_many(clips)]
+    assert together == [heavy.predict(c).model_dump() for c in clips]
+    _slow_calls(monkeypatch, 0.99 * STREAM_MAX_CALL_S / STREAM_BATCH_AUDIO_S)  # just below
+    assert emodistill.load(bundle, device="cpu").options.max_batch_padding == 0.1
+
+
+def test_a_padding_the_caller_gives_is_kept_and_only_the_cpu_is_timed(bundle, monkeypatch):
+    asked = _slow_calls(monkeypatch, 0.1)
+    given_by_name = emodistill.load(bundle, device="cpu", max_batch_padding=0.2)
+    assert given_by_name.options.max_batch_padding == 0.2
+    given = InferenceOptions(max_batch_padding=0.3)
+    both = emodistill.load(bundle, device="cpu", options=given, max_batch_size=8).options
+    assert (both.max_batch_padding, both.max_batch_size) == (0.3, 8)
+    assert asked == []  # nothing to decide: no timing call
+    left = emodistill.load(bundle, device="cpu", options=InferenceOptions(), max_batch_size=8)
+    assert left.options.max_batch_padding == 0.0  # left to its default, so decided
+
+    class OnTheGpu:
+        provider = "CUDAExecutionProvider"
+
+        def warm_up(self, batch_size: int, seconds: float) -> float:
+            raise AssertionError("a GPU's calls are not timed: batching pays there")
+
+    assert padding_for(OnTheGpu(), InferenceOptions()).max_batch_padding == 0.1  # type: ignore[arg-type]
