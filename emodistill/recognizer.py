@@ -113,8 +113,8 @@ def load(
 def padding_for(backend: OnnxBackend, options: InferenceOptions) -> InferenceOptions:
     """`options`, with no padding between clips (equal lengths still batch together) where the
     model holds the CPU's cores and `options` left max_batch_padding to its default, as the
-    service lays it out (service/model.py's resolve_autos). HuBERT-base on 2 cores, 12 clips
-    of 1-6 s: 3.01 files/s so, 2.81 with 10 % padding (emodistill/options.py). Times a call of
+    service lays it out (service/model.py's resolve_autos). HuBERT-base on 2 cores, 24 files
+    of 1-6 s: 4.21 files/s so, 3.88 with 10 % padding (docs/python-api.md). Times a call of
     PROBE_CALL_S after an untimed one (the session's first call allocates), so the first
     request pays no start-up cost either."""
     if "max_batch_padding" in options.model_fields_set or backend.provider != CPU_PROVIDER:
