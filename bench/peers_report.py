@@ -68,9 +68,10 @@ NOTES = [
     "",
     "HuBERT-base on 3 s clips sits at the CPU's limit for every server: in issue 26's seventh "
     "round (one round per server and level) all four answered 4.6-4.8 requests/s, 14-14.4 "
-    "audio-s/s, where the engine alone gives 15.3 at batch 4 (the CPU's limit above), with CPU "
-    "per request within 4 % of each other. What is left between them, at most 2 % of requests/s "
-    "and up to 10 % of p99, is the spread of one round here.",
+    "audio-s/s, where the engine alone gives 15.3 at batch 4 (the CPU's limit above); CPU per "
+    "request: ours, LitServe and Triton within 4 % of each other, Ray 8-10 % above. What is "
+    "left between them, at most 2 % of requests/s and up to 10 % of p99, is the spread of one "
+    "round here.",
 ]
 
 
