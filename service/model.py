@@ -124,7 +124,7 @@ def lay_out(
     if not (isinstance(backend, OnnxBackend) and backend.provider == CPU_PROVIDER) or cores < 2:
         return backend, settings.model_copy(update={"engine_streams": 1})
     streams, budget_s = settings.engine_streams, settings.max_batch_audio_s
-    if streams == 0 and call_s is not None and call_s >= STREAM_MAX_CALL_S:
+    if streams == 0 and holds_the_cores(backend.provider, call_s):
         streams = 1
         log.info(
             "streams: one model call at a time on %d cores, as a call of %.0f s takes about %.2f s "
